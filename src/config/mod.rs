@@ -1,0 +1,145 @@
+//! `channels.toml`: the instruments, the channels and their margin rules, and Kafka topic names.
+//!
+//! The file is parsed once into [`Rules`], an immutable, fully validated and pre-resolved model
+//! that the hot path reads without locks (it is swapped whole on reload, see [`reload`]).
+//! Validation reports every problem at once, each with its TOML path.
+
+mod parse;
+pub mod reload;
+mod walk;
+
+use std::fmt;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+
+use crate::pricing::{Instrument, PricingRule};
+
+/// One validation problem, e.g. `channels.retail.markup.bid: negative markup -0.5 …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// TOML path of the offending value (empty for file-level errors).
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} error{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Kafka topic names and the settings used when pricefeed creates topics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaTopics {
+    /// The main feed of raw prices.
+    pub raw_topic: String,
+    /// A channel's sub stream is `<prefix><channel>`.
+    pub channel_topic_prefix: String,
+    /// Raw records that fail to decode or validate are copied here with the reason.
+    pub dead_letter_topic: String,
+    /// Partition count used when pricefeed has to create the raw topic itself.
+    pub partitions: i32,
+    /// Replication factor for topics pricefeed creates.
+    pub replication_factor: i32,
+}
+
+/// What to do with a price older than the channel's `stale_after_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Publish it with `"stale": true`.
+    Flag,
+    /// Do not publish it on this channel.
+    Withhold,
+}
+
+/// One channel: its sub stream and, per instrument it carries, a resolved pricing rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channel {
+    pub name: String,
+    pub topic: String,
+    pub stale_after_ms: Option<u64>,
+    pub stale_policy: StalePolicy,
+    /// Indexed like [`Rules::instruments`]; `None` when the channel does not carry the symbol.
+    pub rules: Vec<Option<PricingRule>>,
+}
+
+impl Channel {
+    pub fn carries(&self, instrument: usize) -> bool {
+        self.rules.get(instrument).is_some_and(Option::is_some)
+    }
+}
+
+/// A validated `channels.toml`.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Content hash of the file (12 hex digits): the same file gives the same version on every
+    /// worker, so output records say exactly which rules made them.
+    pub version: String,
+    pub kafka: KafkaTopics,
+    pub instruments: Vec<Instrument>,
+    pub channels: Vec<Channel>,
+    symbol_index: FxHashMap<String, usize>,
+}
+
+impl Rules {
+    /// Index into [`Rules::instruments`] for a symbol.
+    #[inline]
+    pub fn instrument_index(&self, symbol: &str) -> Option<usize> {
+        self.symbol_index.get(symbol).copied()
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// Parses and validates the text of a `channels.toml`.
+    pub fn parse(text: &str, source_name: &str) -> Result<Rules, ConfigErrors> {
+        parse::parse(text).map_err(|errors| ConfigErrors {
+            source_name: source_name.to_string(),
+            errors,
+        })
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Rules, ConfigErrors> {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Rules::parse(&text, &name),
+            Err(e) => Err(ConfigErrors {
+                source_name: name,
+                errors: vec![ConfigError {
+                    path: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                }],
+            }),
+        }
+    }
+}

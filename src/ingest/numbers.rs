@@ -1,0 +1,150 @@
+//! Finds the source text of a JSON number so it can be parsed as an exact decimal.
+//!
+//! simd-json turns non-integer numbers into `f64`, which cannot hold most decimal prices
+//! exactly. When a price arrives as a bare JSON number we go back to the original bytes and take
+//! the number's text instead. The input has already been validated as JSON by simd-json.
+
+/// Text of the number value of the top-level `key`, or `None` when there is none.
+/// With duplicate keys the last one wins, as in simd-json.
+pub(super) fn number_text<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
+    let mut s = Scanner { b: json, i: 0 };
+    s.ws();
+    if !s.eat(b'{') {
+        return None;
+    }
+    let mut found = None;
+    loop {
+        s.ws();
+        if s.eat(b'}') {
+            return found;
+        }
+        let k = s.string()?;
+        s.ws();
+        if !s.eat(b':') {
+            return None;
+        }
+        s.ws();
+        let start = s.i;
+        s.value()?;
+        if k == key.as_bytes() {
+            let text = &json[start..s.i];
+            let is_number = text
+                .first()
+                .is_some_and(|c| c.is_ascii_digit() || *c == b'-');
+            found = if is_number {
+                std::str::from_utf8(text).ok()
+            } else {
+                None
+            };
+        }
+        s.ws();
+        if !s.eat(b',') {
+            s.ws();
+            return if s.eat(b'}') { found } else { None };
+        }
+    }
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string token; returns its raw (still escaped) contents.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.i;
+        loop {
+            match self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i - 1]);
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// Skips any value.
+    fn value(&mut self) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match *self.b.get(self.i)? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                let start = self.i;
+                while self
+                    .b
+                    .get(self.i)
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_text;
+
+    #[test]
+    fn finds_number_text_at_the_top_level_only() {
+        let j = br#"{"x":{"bid":9},"bid": 1.08412 ,"s":"a\"b","ask":-2e-3}"#;
+        assert_eq!(number_text(j, "bid"), Some("1.08412"));
+        assert_eq!(number_text(j, "ask"), Some("-2e-3"));
+        assert_eq!(number_text(j, "s"), None);
+        assert_eq!(number_text(j, "missing"), None);
+    }
+
+    #[test]
+    fn last_duplicate_wins() {
+        assert_eq!(number_text(br#"{"bid":1,"bid":2.5}"#, "bid"), Some("2.5"));
+    }
+
+    #[test]
+    fn skips_nested_arrays_and_strings_with_brackets() {
+        let j = br#"{"a":[1,{"b":"]}"}],"bid":3}"#;
+        assert_eq!(number_text(j, "bid"), Some("3"));
+    }
+}

@@ -1,0 +1,265 @@
+//! The only module that builds rdkafka clients: typed settings plus a passthrough of any
+//! librdkafka option, topic creation, metadata, and "read a partition to its end".
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, FromClientConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// How to reach Kafka. `options` are raw librdkafka settings applied last, so they override
+/// everything pricefeed sets (security, timeouts, batching…).
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub options: Vec<(String, String)>,
+}
+
+/// A Kafka failure with what pricefeed was doing at the time.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaFailure {
+    #[error("{what}: {source}")]
+    Client {
+        what: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, KafkaFailure>;
+
+pub(crate) fn ctx(what: impl Into<String>) -> impl FnOnce(KafkaError) -> KafkaFailure {
+    let what = what.into();
+    move |source| KafkaFailure::Client { what, source }
+}
+
+/// The timeout for metadata and admin calls.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl KafkaSettings {
+    fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// An idempotent producer: no duplicates or reordering from retries, acks from all replicas.
+    pub fn producer_config(&self) -> ClientConfig {
+        self.config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("compression.type", "lz4"),
+            ("message.timeout.ms", "300000"),
+        ])
+    }
+
+    /// A group member with manual offset storage and commits.
+    pub fn group_consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut c = self.config(&[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+        ]);
+        c.set("group.id", group_id);
+        c
+    }
+
+    /// A consumer that only uses `assign` (no group, never commits).
+    pub fn reader_config(&self) -> ClientConfig {
+        self.config(&[
+            ("group.id", "pricefeed-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ])
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
+        AdminClient::from_config(&self.config(&[])).map_err(ctx("creating a Kafka admin client"))
+    }
+
+    pub fn reader(&self) -> Result<BaseConsumer> {
+        BaseConsumer::from_config(&self.reader_config()).map_err(ctx("creating a Kafka consumer"))
+    }
+}
+
+/// Number of partitions of `topic`, or `None` when it does not exist.
+pub fn partition_count<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    client: &C,
+    topic: &str,
+) -> Result<Option<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(ctx(format!("reading metadata of topic {topic}")))?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error() {
+        None if !t.partitions().is_empty() => Ok(Some(t.partitions().len() as i32)),
+        None => Ok(None),
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
+        }
+        Some(e) => Err(KafkaFailure::Other(format!(
+            "metadata of topic {topic}: {}",
+            RDKafkaErrorCode::from(e)
+        ))),
+    }
+}
+
+/// Creates each topic that does not exist yet with `partitions` partitions, and checks that the
+/// existing ones have at least that many.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<()> {
+    let admin = settings.admin()?;
+    let reader = settings.reader()?;
+    let mut missing = Vec::new();
+    for t in topics {
+        match partition_count(&reader, t)? {
+            Some(n) if n >= partitions => {}
+            Some(n) => {
+                return Err(KafkaFailure::Other(format!(
+                    "topic {t} has {n} partitions but needs at least {partitions} (one per raw \
+                     partition); add partitions with your Kafka tools"
+                )));
+            }
+            None => missing.push(t.as_str()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(ctx("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaFailure::Other(format!(
+                    "creating topic {name}: {code}"
+                )));
+            }
+        }
+    }
+    // Wait until the new topics show up in metadata, so producers do not race the creation.
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    for t in missing {
+        while partition_count(&reader, t)?.is_none() {
+            if Instant::now() > deadline {
+                return Err(KafkaFailure::Other(format!(
+                    "topic {t} was created but does not appear in metadata"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Where [`read_to_end`] starts in a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    Offset(i64),
+    /// `high watermark - 1`: the last record on Kafka, the last batch on Tansu.
+    LastBatch,
+}
+
+/// Reads partitions from the given start offsets up to their current end, calling `on` for every
+/// record, and returns once each partition's end has been reached.
+///
+/// "The end" is found without trusting the high watermark to be exact (on the local Tansu broker
+/// it is the base offset of the last batch + 1): a partition is done once a record at or after
+/// `high - 1` has been seen, then whatever arrived with it is drained. For a start offset past
+/// `high - 1` nothing is read.
+pub fn read_to_end(
+    reader: &BaseConsumer,
+    starts: &[(String, i32, ReadFrom)],
+    timeout: Duration,
+    mut on: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut targets: HashMap<(String, i32), i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, start) in starts {
+        let (low, high) = reader
+            .fetch_watermarks(topic, *partition, ADMIN_TIMEOUT)
+            .map_err(ctx(format!("reading watermarks of {topic}/{partition}")))?;
+        let start = match start {
+            ReadFrom::Offset(o) => (*o).max(low).max(0),
+            ReadFrom::LastBatch => (high - 1).max(low).max(0),
+        };
+        if high > start {
+            targets.insert((topic.clone(), *partition), high - 1);
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(start))
+                .map_err(ctx("building an assignment"))?;
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    reader
+        .assign(&tpl)
+        .map_err(ctx("assigning partitions to read"))?;
+    let result = (|| {
+        while !targets.is_empty() {
+            if Instant::now() > deadline {
+                let pending: Vec<String> =
+                    targets.keys().map(|(t, p)| format!("{t}/{p}")).collect();
+                return Err(KafkaFailure::Other(format!(
+                    "timed out reading {} to their end",
+                    pending.join(", ")
+                )));
+            }
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    on(&m);
+                    let key = (m.topic().to_string(), m.partition());
+                    if targets.get(&key).is_some_and(|t| m.offset() >= *t) {
+                        targets.remove(&key);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => return Err(ctx("reading records")(e)),
+            }
+        }
+        // The rest of the last batch arrives with the record that reached the target.
+        while Instant::now() < deadline {
+            match reader.poll(Duration::from_millis(50)) {
+                None => break,
+                Some(Ok(m)) => on(&m),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(ctx("reading records")(e)),
+            }
+        }
+        Ok(())
+    })();
+    let _ = reader.unassign();
+    result
+}

@@ -1,0 +1,231 @@
+//! The `pricefeed` binary: parse the command line, load the config, start the role.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pricefeed::config::Rules;
+use pricefeed::kafka::KafkaSettings;
+use pricefeed::simulate::SimulateOptions;
+use pricefeed::transform::TransformOptions;
+use pricefeed::{simulate, telemetry};
+use tokio_util::sync::CancellationToken;
+
+/// Kafka-backed price-feed fan-out: per-channel margins, one sub stream per channel.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The channel rules file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "PRICEFEED_CONFIG",
+        default_value = "channels.toml"
+    )]
+    config: PathBuf,
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "PRICEFEED_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    brokers: String,
+    /// Any librdkafka option as KEY=VALUE (repeat, or comma-separate in the env variable);
+    /// applied last, e.g. security.protocol=SSL or session.timeout.ms=6000.
+    #[arg(long = "kafka-option", global = true, env = "PRICEFEED_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
+    kafka_options: Vec<(String, String)>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every role in one process (today: the transform workers for all channels).
+    Run(WorkerArgs),
+    /// A transform worker: prices.raw → prices.<channel>.
+    Transform(TransformArgs),
+    /// A realistic raw-price feed for demos and load tests.
+    Simulate(SimulateArgs),
+    /// Validate a channels.toml and list every error; exits non-zero when invalid.
+    CheckConfig {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "PRICEFEED_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Consumer group (default: pricefeed-transform[-<channel>]).
+    #[arg(long, env = "PRICEFEED_GROUP_ID")]
+    group_id: Option<String>,
+    /// How often output is flushed and raw offsets committed, in milliseconds.
+    #[arg(long, env = "PRICEFEED_COMMIT_INTERVAL_MS", default_value_t = 1000)]
+    commit_interval_ms: u64,
+}
+
+#[derive(Args)]
+struct TransformArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+    /// Serve only this channel, in its own consumer group.
+    #[arg(long, env = "PRICEFEED_CHANNEL")]
+    channel: Option<String>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Records per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Stop after this many records (default: run until stopped).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Comma-separated symbols (default: every instrument in channels.toml).
+    #[arg(long, value_delimiter = ',')]
+    symbols: Option<Vec<String>>,
+    /// Fraction of records that are deliberately malformed (0 to 1), to exercise dead-lettering.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_ratio: f64,
+    /// Random seed (same seed, same walk).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    if let Command::CheckConfig { file } = &cli.command {
+        return check_config(file.as_deref().unwrap_or(&cli.config));
+    }
+    let rules = match Rules::load(&cli.config) {
+        Ok(r) => r,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, rules)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pricefeed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match Rules::load(path) {
+        Ok(rules) => {
+            println!(
+                "{}: ok (version {}, {} instruments, {} channels: {})",
+                path.display(),
+                rules.version,
+                rules.instruments.len(),
+                rules.channels.len(),
+                rules
+                    .channels
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM cancels the returned token.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
+    let kafka = KafkaSettings {
+        brokers: cli.brokers,
+        options: cli.kafka_options,
+    };
+    let shutdown = shutdown_on_signals();
+    let (worker, channel) = match cli.command {
+        Command::Run(w) => (w, None),
+        Command::Transform(t) => (t.worker, t.channel),
+        Command::Simulate(s) => {
+            let opts = SimulateOptions {
+                kafka,
+                rate: s.rate,
+                count: s.count,
+                symbols: s.symbols,
+                malformed_ratio: s.malformed_ratio,
+                seed: s.seed,
+            };
+            simulate::run(opts, &rules, shutdown).await?;
+            return Ok(());
+        }
+        Command::CheckConfig { .. } => unreachable!("handled before start-up"),
+    };
+    let metrics = telemetry::install_metrics().context("installing the metrics recorder")?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(worker.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", worker.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "HTTP listening (/metrics, /healthz, /readyz)");
+    let opts = TransformOptions {
+        kafka,
+        group_id: worker
+            .group_id
+            .unwrap_or_else(|| TransformOptions::default_group(channel.as_deref())),
+        only_channel: channel,
+        commit_interval: Duration::from_millis(worker.commit_interval_ms.max(10)),
+    };
+    pricefeed::run_transform(opts, rules, cli.config, listener, Some(metrics), shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Exact decimal helpers: rounding onto a tick grid and fixed-point formatting.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// The largest price the service accepts (inclusive). Bounding prices keeps every intermediate
+/// value of the margin engine far inside `Decimal`'s 96-bit range.
+pub const MAX_PRICE: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0); // 1e12
+
+/// A tick size, with a fast path for powers of ten (0.00001, 0.01, 1) where rounding is a
+/// digit truncation instead of a division.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TickSize {
+    size: Decimal,
+    /// `Some(dp)` when `size == 10^-dp`.
+    decimal_places: Option<u32>,
+}
+
+impl TickSize {
+    /// `size` must be positive; callers validate that.
+    pub fn new(size: Decimal) -> Self {
+        let size = size.normalize();
+        let decimal_places = (size.mantissa() == 1).then(|| size.scale());
+        Self {
+            size,
+            decimal_places,
+        }
+    }
+
+    pub fn size(&self) -> Decimal {
+        self.size
+    }
+
+    /// The largest multiple of the tick that is `<= x` (rounds toward −∞).
+    pub fn floor(&self, x: Decimal) -> Option<Decimal> {
+        if let Some(dp) = self.decimal_places {
+            return Some(x.round_dp_with_strategy(dp, RoundingStrategy::ToNegativeInfinity));
+        }
+        let mut q = x.checked_div(self.size)?.floor();
+        // The quotient was rounded to 28 significant digits; repair the last unit exactly.
+        while q.checked_mul(self.size)? > x {
+            q -= Decimal::ONE;
+        }
+        while (q + Decimal::ONE).checked_mul(self.size)? <= x {
+            q += Decimal::ONE;
+        }
+        q.checked_mul(self.size).map(|v| v.normalize())
+    }
+
+    /// The smallest multiple of the tick that is `>= x` (rounds toward +∞).
+    pub fn ceil(&self, x: Decimal) -> Option<Decimal> {
+        self.floor(-x).map(|v| -v)
+    }
+
+    /// True when `x` lies exactly on the grid.
+    pub fn is_multiple(&self, x: Decimal) -> bool {
+        x.checked_rem(self.size).is_some_and(|r| r.is_zero())
+    }
+}
+
+/// Appends `value` with exactly `precision` decimal places ("1.0841" at precision 5 is "1.08410").
+/// `value` must not carry more than `precision` decimal places (tick multiples never do: the
+/// config validator checks the tick fits the precision); extra places are rounded half-even.
+pub fn write_fixed(out: &mut Vec<u8>, value: Decimal, precision: u32) {
+    let mut v = value;
+    if v.scale() > precision {
+        v = v.round_dp(precision);
+    }
+    v.rescale(precision);
+    if v.scale() != precision {
+        // Not representable at this precision inside 96 bits: fall back to Display.
+        out.extend_from_slice(value.to_string().as_bytes());
+        return;
+    }
+    let mantissa = v.mantissa();
+    if mantissa < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(mantissa.unsigned_abs()).as_bytes();
+    let p = precision as usize;
+    if p == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > p {
+        let (int, frac) = digits.split_at(digits.len() - p);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', p - digits.len()));
+        out.extend_from_slice(digits);
+    }
+}
+
+/// `write_fixed` into a new `String`.
+pub fn to_fixed(value: Decimal, precision: u32) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_fixed(&mut out, value, precision);
+    String::from_utf8(out).expect("ascii digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn max_price_is_one_trillion() {
+        assert_eq!(MAX_PRICE, d("1000000000000"));
+    }
+
+    #[test]
+    fn floor_and_ceil_on_power_of_ten_ticks() {
+        let t = TickSize::new(d("0.00001"));
+        assert_eq!(t.floor(d("1.084129")), Some(d("1.08412")));
+        assert_eq!(t.ceil(d("1.084121")), Some(d("1.08413")));
+        assert_eq!(t.ceil(d("1.08412")), Some(d("1.08412")));
+        assert_eq!(t.floor(d("-0.000001")), Some(d("-0.00001")));
+    }
+
+    #[test]
+    fn floor_and_ceil_on_quarter_ticks() {
+        let t = TickSize::new(d("0.25"));
+        assert_eq!(t.floor(d("5012.37")), Some(d("5012.25")));
+        assert_eq!(t.ceil(d("5012.37")), Some(d("5012.50")));
+        assert_eq!(t.floor(d("5012.50")), Some(d("5012.5")));
+        assert_eq!(t.ceil(d("5012.5")), Some(d("5012.5")));
+    }
+
+    #[test]
+    fn rounding_is_exact_for_ticks_with_non_terminating_quotients() {
+        let t = TickSize::new(d("0.03"));
+        assert_eq!(t.floor(d("0.09")), Some(d("0.09")));
+        assert_eq!(t.floor(d("0.0899999999999999999")), Some(d("0.06")));
+        assert_eq!(t.ceil(d("0.0900000000000000001")), Some(d("0.12")));
+    }
+
+    #[test]
+    fn fixed_formatting_pads_and_places_the_point() {
+        assert_eq!(to_fixed(d("1.0841"), 5), "1.08410");
+        assert_eq!(to_fixed(d("0.001"), 5), "0.00100");
+        assert_eq!(to_fixed(d("151"), 3), "151.000");
+        assert_eq!(to_fixed(d("42"), 0), "42");
+        assert_eq!(to_fixed(d("-1.5"), 2), "-1.50");
+        assert_eq!(to_fixed(d("0"), 2), "0.00");
+    }
+}

@@ -1,0 +1,150 @@
+//! A random walk of plausible quotes, in whole ticks (no floating point on prices), plus the
+//! malformed records a real feed sometimes sends.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+
+use crate::pricing::Instrument;
+use crate::pricing::decimal::to_fixed;
+
+/// Plausible reference mids for well-known symbols; others start at 100.
+fn reference_mid(symbol: &str) -> &'static str {
+    match symbol {
+        "EURUSD" => "1.0850",
+        "GBPUSD" => "1.2700",
+        "USDJPY" => "151.50",
+        "USDCHF" => "0.8850",
+        "AUDUSD" => "0.6550",
+        "USDCAD" => "1.3600",
+        "NZDUSD" => "0.6000",
+        "EURJPY" => "164.30",
+        "XAUUSD" => "2650.00",
+        "BTCUSD" => "97000.00",
+        "ETHUSD" => "3400.00",
+        "AAPL" => "229.50",
+        "MSFT" => "415.00",
+        "ES" => "6000.00",
+        _ => "100",
+    }
+}
+
+struct SimInstrument {
+    symbol: String,
+    tick: Decimal,
+    precision: u32,
+    reference: i64,
+    mid: i64,
+    max_spread: i64,
+    step: i64,
+}
+
+/// One generated record: the Kafka key and the JSON value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRecord {
+    pub key: String,
+    pub value: String,
+    pub malformed: bool,
+}
+
+/// The generator.
+pub struct Walk {
+    instruments: Vec<SimInstrument>,
+    rng: SmallRng,
+    seq: u64,
+    malformed_ratio: f64,
+}
+
+impl Walk {
+    /// `malformed_ratio` is the probability (0 to 1) that a record is deliberately broken.
+    pub fn new(instruments: &[Instrument], seed: u64, malformed_ratio: f64) -> Self {
+        let instruments = instruments
+            .iter()
+            .map(|i| {
+                let tick = i.tick.size();
+                let mid: Decimal = reference_mid(&i.symbol).parse().expect("static decimal");
+                let ticks = (mid / tick)
+                    .round()
+                    .try_into()
+                    .unwrap_or(10_000i64)
+                    .max(100);
+                SimInstrument {
+                    symbol: i.symbol.clone(),
+                    tick,
+                    precision: i.precision,
+                    reference: ticks,
+                    mid: ticks,
+                    // Spreads up to about 1 bp, moves of about 0.2 bp per update.
+                    max_spread: (ticks / 10_000).max(1),
+                    step: (ticks / 50_000).max(1),
+                }
+            })
+            .collect();
+        Self {
+            instruments,
+            rng: SmallRng::seed_from_u64(seed),
+            seq: 0,
+            malformed_ratio: malformed_ratio.clamp(0.0, 1.0),
+        }
+    }
+
+    /// The next record with source time `ts_ms`.
+    pub fn next_record(&mut self, ts_ms: i64) -> SimRecord {
+        self.seq += 1;
+        let i = self.rng.random_range(0..self.instruments.len());
+        let ins = &mut self.instruments[i];
+        let mut step = self.rng.random_range(-ins.step..=ins.step);
+        // Mean reversion keeps the walk within a few percent of the reference.
+        if (ins.mid - ins.reference).abs() > ins.reference / 20 {
+            step = (ins.reference - ins.mid).signum() * ins.step;
+        }
+        ins.mid = (ins.mid + step).max(ins.max_spread + 1);
+        let spread = self.rng.random_range(1..=ins.max_spread);
+        let bid_ticks = ins.mid - spread / 2;
+        let ask_ticks = bid_ticks + spread;
+        let bid = to_fixed(Decimal::from(bid_ticks) * ins.tick, ins.precision);
+        let ask = to_fixed(Decimal::from(ask_ticks) * ins.tick, ins.precision);
+        let symbol = ins.symbol.clone();
+        let seq = self.seq;
+        if self.malformed_ratio > 0.0 && self.rng.random_bool(self.malformed_ratio) {
+            return self.malformed(symbol, bid, ask, ts_ms);
+        }
+        SimRecord {
+            value: format!(
+                r#"{{"symbol":"{symbol}","bid":"{bid}","ask":"{ask}","ts":{ts_ms},"bid_size":"1000000","ask_size":"1000000","id":"sim-{seq}","source":"simulator"}}"#
+            ),
+            key: symbol,
+            malformed: false,
+        }
+    }
+
+    fn malformed(&mut self, symbol: String, bid: String, ask: String, ts: i64) -> SimRecord {
+        let (key, value) = match self.rng.random_range(0..5) {
+            0 => (
+                symbol.clone(),
+                format!(r#"{{"symbol":"{symbol}","bid":"{bid}","#),
+            ),
+            1 => (
+                "NOSUCH".to_string(),
+                format!(r#"{{"symbol":"NOSUCH","bid":"{bid}","ask":"{ask}","ts":{ts}}}"#),
+            ),
+            2 => (
+                symbol.clone(),
+                format!(r#"{{"symbol":"{symbol}","bid":"-{bid}","ask":"{ask}","ts":{ts}}}"#),
+            ),
+            3 => (
+                symbol.clone(),
+                format!(r#"{{"symbol":"{symbol}","bid":"{ask}","ask":"{bid}","ts":{ts}}}"#),
+            ),
+            _ => (
+                symbol.clone(),
+                format!(r#"{{"symbol":"{symbol}","bid":"{bid}","ts":{ts}}}"#),
+            ),
+        };
+        SimRecord {
+            key,
+            value,
+            malformed: true,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Logs and metrics: metric names as constants, one function per event, and the Prometheus
+//! recorder behind `/metrics`. Label sets are bounded (channels, reasons, partitions), never per
+//! record or per client.
+
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+pub const RAW_RECORDS: &str = "pricefeed_raw_records_total";
+pub const CHANNEL_RECORDS: &str = "pricefeed_channel_records_total";
+pub const DEAD_LETTERED: &str = "pricefeed_dead_lettered_total";
+pub const WITHHELD: &str = "pricefeed_withheld_total";
+pub const STALE: &str = "pricefeed_stale_records_total";
+pub const TRANSFORM_SECONDS: &str = "pricefeed_transform_duration_seconds";
+pub const SOURCE_AGE_SECONDS: &str = "pricefeed_source_age_seconds";
+pub const CONSUMER_LAG: &str = "pricefeed_consumer_lag_records";
+pub const CONFIG_RELOADS: &str = "pricefeed_config_reloads_total";
+pub const RULES_INFO: &str = "pricefeed_rules_info";
+pub const PRODUCE_ERRORS: &str = "pricefeed_produce_errors_total";
+pub const SIMULATED: &str = "pricefeed_simulated_records_total";
+
+/// Initialises logging: `RUST_LOG` filters (default `info`), `PRICEFEED_LOG_FORMAT=json` for
+/// JSON lines. Safe to call more than once.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("PRICEFEED_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Installs the Prometheus recorder and describes every metric. Returns the handle `/metrics`
+/// renders from.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let latency_buckets = [
+        0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)?
+        .install_recorder()?;
+    describe_counter!(
+        RAW_RECORDS,
+        "Raw price records consumed from the raw topic."
+    );
+    describe_counter!(
+        CHANNEL_RECORDS,
+        "Records written to a channel's sub stream."
+    );
+    describe_counter!(
+        DEAD_LETTERED,
+        "Raw records copied to the dead-letter topic, by reason."
+    );
+    describe_counter!(
+        WITHHELD,
+        "Prices a channel did not publish, by reason (stale, unquotable)."
+    );
+    describe_counter!(STALE, "Prices published with stale = true.");
+    describe_histogram!(
+        TRANSFORM_SECONDS,
+        "Time to decode, price and enqueue one raw record for every channel."
+    );
+    describe_histogram!(
+        SOURCE_AGE_SECONDS,
+        "Age of a raw price (now - source ts) when it was transformed."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Raw-topic records not yet transformed, per partition."
+    );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "channels.toml reload attempts, by result (applied, rejected)."
+    );
+    describe_gauge!(RULES_INFO, "1 for the rules version currently live.");
+    describe_counter!(
+        PRODUCE_ERRORS,
+        "Kafka deliveries that failed for good (the worker stops)."
+    );
+    describe_counter!(
+        SIMULATED,
+        "Records written by the simulator, by kind (valid, malformed)."
+    );
+    Ok(handle)
+}
+
+pub fn raw_records() -> Counter {
+    counter!(RAW_RECORDS)
+}
+
+pub fn channel_records(channel: &str) -> Counter {
+    counter!(CHANNEL_RECORDS, "channel" => channel.to_string())
+}
+
+pub fn stale_records(channel: &str) -> Counter {
+    counter!(STALE, "channel" => channel.to_string())
+}
+
+pub fn withheld(channel: &str, reason: &'static str) -> Counter {
+    counter!(WITHHELD, "channel" => channel.to_string(), "reason" => reason)
+}
+
+pub fn dead_lettered(reason: &'static str) {
+    counter!(DEAD_LETTERED, "reason" => reason).increment(1);
+}
+
+pub fn transform_seconds() -> Histogram {
+    histogram!(TRANSFORM_SECONDS)
+}
+
+pub fn source_age_seconds() -> Histogram {
+    histogram!(SOURCE_AGE_SECONDS)
+}
+
+pub fn consumer_lag(partition: i32, lag: i64) {
+    gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(lag as f64);
+}
+
+pub fn config_reload(result: &'static str) {
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// Marks `version` as the live rules version (and only it).
+pub fn rules_version(version: &str) {
+    use std::sync::Mutex;
+    static PREVIOUS: Mutex<Option<String>> = Mutex::new(None);
+    let mut prev = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(old) = prev.take() {
+        gauge!(RULES_INFO, "version" => old).set(0.0);
+    }
+    gauge!(RULES_INFO, "version" => version.to_string()).set(1.0);
+    *prev = Some(version.to_string());
+}
+
+pub fn produce_error() {
+    counter!(PRODUCE_ERRORS).increment(1);
+}
+
+pub fn simulated(kind: &'static str) -> Counter {
+    counter!(SIMULATED, "kind" => kind)
+}
+
+/// Rate-limits a log line per cause: the first occurrence is logged, then at most one per
+/// interval, each saying how many were suppressed in between.
+pub struct LogLimiter {
+    interval: std::time::Duration,
+    causes: std::collections::HashMap<&'static str, (std::time::Instant, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            causes: Default::default(),
+        }
+    }
+
+    /// True when a line for `cause` may be logged now.
+    pub fn allow(&mut self, cause: &'static str) -> bool {
+        let now = std::time::Instant::now();
+        match self.causes.get_mut(cause) {
+            None => {
+                self.causes.insert(cause, (now, 0));
+                true
+            }
+            Some((last, suppressed)) if now.duration_since(*last) >= self.interval => {
+                if *suppressed > 0 {
+                    tracing::warn!(
+                        cause,
+                        suppressed = *suppressed,
+                        "similar log lines suppressed"
+                    );
+                }
+                *last = now;
+                *suppressed = 0;
+                true
+            }
+            Some((_, suppressed)) => {
+                *suppressed += 1;
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The sub-stream record value: `{"symbol","bid","ask","ts","stale",…}` with decimals as strings.
+
+use std::io::Write;
+
+use rust_decimal::Decimal;
+
+use crate::ingest::RawPrice;
+use crate::pricing::decimal::write_fixed;
+use crate::pricing::{Instrument, Quote};
+
+/// Writes the JSON value of one channel record into `out` (cleared first).
+pub fn encode_quote(
+    out: &mut Vec<u8>,
+    instrument: &Instrument,
+    quote: &Quote,
+    raw: &RawPrice<'_>,
+    ts: i64,
+    stale: bool,
+) {
+    out.clear();
+    out.extend_from_slice(b"{\"symbol\":\"");
+    // Symbols are validated to [A-Za-z0-9._/:-] by the config: no escaping needed.
+    out.extend_from_slice(instrument.symbol.as_bytes());
+    out.extend_from_slice(b"\",\"bid\":\"");
+    write_fixed(out, quote.bid, instrument.precision);
+    out.extend_from_slice(b"\",\"ask\":\"");
+    write_fixed(out, quote.ask, instrument.precision);
+    out.extend_from_slice(b"\",\"ts\":");
+    out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+    out.extend_from_slice(if stale {
+        b",\"stale\":true"
+    } else {
+        b",\"stale\":false"
+    });
+    if let Some(size) = raw.bid_size {
+        write_decimal_field(out, "bid_size", size);
+    }
+    if let Some(size) = raw.ask_size {
+        write_decimal_field(out, "ask_size", size);
+    }
+    if let Some(id) = raw.id {
+        write_string_field(out, "id", id);
+    }
+    if let Some(source) = raw.source {
+        write_string_field(out, "source", source);
+    }
+    out.push(b'}');
+}
+
+fn write_decimal_field(out: &mut Vec<u8>, name: &str, value: Decimal) {
+    let _ = write!(out, ",\"{name}\":\"{}\"", value.normalize());
+}
+
+fn write_string_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    let _ = write!(out, ",\"{name}\":");
+    write_json_string(out, value);
+}
+
+/// A JSON string literal with the mandatory escapes.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}

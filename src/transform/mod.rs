@@ -1,0 +1,124 @@
+//! Transform workers: `prices.raw` → `prices.<channel>` (and the dead-letter topic).
+//!
+//! A worker is a member of a Kafka consumer group on the raw topic. For each raw record and each
+//! channel that carries its symbol it writes one record to the channel topic, same key, same
+//! partition number, with the raw offset and the rules version in headers. Exactly-once output
+//! comes from an idempotent producer plus the resume rule in [`resume`].
+
+mod context;
+pub mod encode;
+pub mod process;
+pub mod resume;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Rules;
+use crate::config::reload::LiveRules;
+use crate::kafka::{self, KafkaSettings};
+
+pub use worker::{ERROR_DETAIL_HEADER, ERROR_HEADER, RAW_PARTITION_HEADER, RAW_TOPIC_HEADER};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct TransformOptions {
+    pub kafka: KafkaSettings,
+    /// Consumer group; workers of one group share the raw partitions.
+    pub group_id: String,
+    /// Serve only this channel (its own group, its own dead-letter topic).
+    pub only_channel: Option<String>,
+    /// How often output is flushed and the raw offsets committed.
+    pub commit_interval: Duration,
+}
+
+impl TransformOptions {
+    /// The default group: `pricefeed-transform`, or `pricefeed-transform-<channel>`.
+    pub fn default_group(only_channel: Option<&str>) -> String {
+        match only_channel {
+            None => "pricefeed-transform".to_string(),
+            Some(c) => format!("pricefeed-transform-{c}"),
+        }
+    }
+
+    /// Each worker group has its own dead-letter topic so that the resume rule also makes
+    /// dead-lettering exactly-once: `<dead_letter_topic>` for all-channel workers,
+    /// `<dead_letter_topic>.<channel>` for single-channel ones.
+    pub fn dead_letter_topic(&self, rules: &Rules) -> String {
+        match &self.only_channel {
+            None => rules.kafka.dead_letter_topic.clone(),
+            Some(c) => format!("{}.{c}", rules.kafka.dead_letter_topic),
+        }
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("unknown channel {0:?}: it is not in channels.toml")]
+    UnknownChannel(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// The channel topics a worker writes.
+pub fn output_topics(rules: &Rules, only_channel: Option<&str>) -> Vec<String> {
+    rules
+        .channels
+        .iter()
+        .filter(|c| only_channel.is_none_or(|o| o == c.name))
+        .map(|c| c.topic.clone())
+        .collect()
+}
+
+/// Runs a transform worker until `shutdown`. Waits for the raw topic to exist, creates missing
+/// output topics (same partition count as the raw topic), then consumes.
+pub async fn run(
+    opts: TransformOptions,
+    live: LiveRules,
+    shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
+) -> Result<(), TransformError> {
+    let rules = live.load_full();
+    if let Some(c) = &opts.only_channel {
+        if rules.channel(c).is_none() {
+            return Err(TransformError::UnknownChannel(c.clone()));
+        }
+    }
+    let raw = rules.kafka.raw_topic.clone();
+    let reader = opts
+        .kafka
+        .reader()
+        .map_err(|e| TransformError::Kafka(e.to_string()))?;
+    let mut waited = false;
+    loop {
+        match kafka::partition_count(&reader, &raw) {
+            Ok(Some(_)) => break,
+            Ok(None) if !waited => {
+                info!(topic = %raw, "waiting for the raw topic to be created");
+                waited = true;
+            }
+            Ok(None) => {}
+            Err(e) if !waited => {
+                info!("waiting for Kafka at {}: {e}", opts.kafka.brokers);
+                waited = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    drop(reader);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || worker::run_loop(opts, live, shutdown, ready, runtime))
+        .await
+        .map_err(|e| TransformError::Fatal(format!("worker thread panicked: {e}")))?
+}

@@ -1,0 +1,417 @@
+//! The transform poll loop: raw records in, channel and dead-letter records out.
+//!
+//! It runs on its own thread with a synchronous consumer and a threaded producer: librdkafka
+//! already batches and pipelines internally, so no `await` is needed per record.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metrics::{Counter, Histogram};
+use rdkafka::Message;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::context::{AssignmentEvent, DeliveryContext, Fatal, OutputProducer, WorkerContext};
+use super::process::{ChannelOutput, Processor, RecordMeta};
+use super::resume::{RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
+use super::{TransformError, TransformOptions, output_topics};
+use crate::config::Rules;
+use crate::config::reload::LiveRules;
+use crate::ingest::Reject;
+use crate::telemetry::{self, LogLimiter};
+
+/// Headers of a dead-lettered record.
+pub const ERROR_HEADER: &str = "pricefeed-error";
+pub const ERROR_DETAIL_HEADER: &str = "pricefeed-error-detail";
+pub const RAW_TOPIC_HEADER: &str = "pricefeed-raw-topic";
+pub const RAW_PARTITION_HEADER: &str = "pricefeed-raw-partition";
+
+/// Per raw partition: outputs that already hold records up to a raw offset (see `resume`).
+#[derive(Default)]
+struct Floors {
+    max: i64,
+    by_topic: HashMap<String, i64>,
+}
+
+impl Floors {
+    #[inline]
+    fn written(&self, topic: &str, offset: i64) -> bool {
+        offset <= self.max && self.by_topic.get(topic).is_some_and(|f| offset <= *f)
+    }
+}
+
+/// Per channel of the live rules: its topic and metric handles.
+struct ChannelSink {
+    topic: String,
+    records: Counter,
+    stale: Counter,
+    withheld_stale: Counter,
+    unquotable: Counter,
+}
+
+type RawConsumer = BaseConsumer<WorkerContext>;
+
+struct Loop {
+    producer: Arc<OutputProducer>,
+    live: LiveRules,
+    rules: Arc<Rules>,
+    opts: TransformOptions,
+    only: Option<usize>,
+    sinks: Vec<ChannelSink>,
+    dead_letter_topic: String,
+    floors: HashMap<i32, Floors>,
+    processor: Processor,
+    raw_records: Counter,
+    latency: Histogram,
+    source_age: Histogram,
+    log: LogLimiter,
+    runtime: tokio::runtime::Handle,
+}
+
+pub(super) fn run_loop(
+    opts: TransformOptions,
+    live: LiveRules,
+    shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
+    runtime: tokio::runtime::Handle,
+) -> Result<(), TransformError> {
+    let rules = live.load_full();
+    let fatal = Arc::new(Fatal::default());
+    let producer = Arc::new(
+        OutputProducer::from_config_and_context(
+            &opts.kafka.producer_config(),
+            DeliveryContext {
+                fatal: fatal.clone(),
+            },
+        )
+        .map_err(|e| TransformError::Kafka(format!("creating the producer: {e}")))?,
+    );
+    let dead_letter_topic = opts.dead_letter_topic(&rules);
+    let context = WorkerContext {
+        producer: producer.clone(),
+        kafka: opts.kafka.clone(),
+        raw_topic: rules.kafka.raw_topic.clone(),
+        outputs: Default::default(),
+        events: Default::default(),
+        has_events: AtomicBool::new(false),
+        fatal: fatal.clone(),
+        ready,
+    };
+    let consumer = BaseConsumer::from_config_and_context(
+        &opts.kafka.group_consumer_config(&opts.group_id),
+        context,
+    )
+    .map_err(|e| TransformError::Kafka(format!("creating the consumer: {e}")))?;
+    consumer
+        .subscribe(&[rules.kafka.raw_topic.as_str()])
+        .map_err(|e| TransformError::Kafka(format!("subscribing: {e}")))?;
+    info!(
+        group = %opts.group_id,
+        raw_topic = %rules.kafka.raw_topic,
+        channel = opts.only_channel.as_deref().unwrap_or("(all)"),
+        version = %rules.version,
+        "transform worker started"
+    );
+
+    let mut l = Loop {
+        producer,
+        live,
+        rules: rules.clone(),
+        only: None,
+        sinks: Vec::new(),
+        dead_letter_topic,
+        floors: HashMap::new(),
+        processor: Processor::new(),
+        raw_records: telemetry::raw_records(),
+        latency: telemetry::transform_seconds(),
+        source_age: telemetry::source_age_seconds(),
+        log: LogLimiter::new(Duration::from_secs(10)),
+        runtime,
+        opts,
+    };
+    l.use_rules(&consumer, rules)?;
+
+    let mut last_checkpoint = Instant::now();
+    while !shutdown.is_cancelled() {
+        if fatal.is_set() {
+            break;
+        }
+        let polled = consumer.poll(Duration::from_millis(100));
+        l.apply_events(&consumer);
+        match polled {
+            Some(Ok(m)) => l.handle(&consumer, &m)?,
+            Some(Err(e)) => {
+                if l.log.allow("consumer") {
+                    warn!("raw consumer: {e}");
+                }
+            }
+            None => {}
+        }
+        let current = l.live.load();
+        if current.version != l.rules.version {
+            let rules = arc_swap::Guard::into_inner(current);
+            l.use_rules(&consumer, rules)?;
+        }
+        if last_checkpoint.elapsed() >= l.opts.commit_interval {
+            consumer.context().checkpoint(&consumer, CommitMode::Async);
+            last_checkpoint = Instant::now();
+        }
+    }
+    if let Some(message) = fatal.message() {
+        return Err(TransformError::Fatal(message));
+    }
+    info!("transform worker stopping: flushing and committing");
+    consumer.context().checkpoint(&consumer, CommitMode::Sync);
+    if let Some(message) = fatal.message() {
+        return Err(TransformError::Fatal(message));
+    }
+    Ok(())
+}
+
+impl Loop {
+    /// Switches to new rules: resolves the channel filter, creates topics of new channels.
+    fn use_rules(
+        &mut self,
+        consumer: &RawConsumer,
+        rules: Arc<Rules>,
+    ) -> Result<(), TransformError> {
+        let outputs = output_topics(&rules, self.opts.only_channel.as_deref());
+        let partitions = self.partition_count(consumer)?;
+        let kafka = self.opts.kafka.clone();
+        let mut topics: Vec<String> = outputs.clone();
+        topics.push(self.dead_letter_topic.clone());
+        let rf = rules.kafka.replication_factor;
+        self.runtime
+            .block_on(crate::kafka::ensure_topics(&kafka, &topics, partitions, rf))
+            .map_err(|e| TransformError::Kafka(e.to_string()))?;
+        *consumer
+            .context()
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = topics;
+
+        self.only = match &self.opts.only_channel {
+            None => None,
+            Some(name) => match rules.channels.iter().position(|c| &c.name == name) {
+                Some(i) => Some(i),
+                None => {
+                    warn!(channel = %name, "channel no longer in channels.toml: publishing nothing");
+                    Some(usize::MAX)
+                }
+            },
+        };
+        self.sinks = rules
+            .channels
+            .iter()
+            .map(|c| ChannelSink {
+                topic: c.topic.clone(),
+                records: telemetry::channel_records(&c.name),
+                stale: telemetry::stale_records(&c.name),
+                withheld_stale: telemetry::withheld(&c.name, "stale"),
+                unquotable: telemetry::withheld(&c.name, "unquotable"),
+            })
+            .collect();
+        telemetry::rules_version(&rules.version);
+        self.rules = rules;
+        Ok(())
+    }
+
+    fn partition_count(&self, consumer: &RawConsumer) -> Result<i32, TransformError> {
+        crate::kafka::partition_count(consumer, &self.rules.kafka.raw_topic)
+            .map_err(|e| TransformError::Kafka(e.to_string()))?
+            .ok_or_else(|| {
+                TransformError::Kafka(format!(
+                    "raw topic {} disappeared",
+                    self.rules.kafka.raw_topic
+                ))
+            })
+    }
+
+    fn apply_events(&mut self, consumer: &RawConsumer) {
+        for event in consumer.context().take_events() {
+            match event {
+                AssignmentEvent::Revoked => self.floors.clear(),
+                AssignmentEvent::Assigned(plan) => {
+                    for r in plan {
+                        let max = r.floors.iter().map(|(_, o)| *o).max().unwrap_or(-1);
+                        self.floors.insert(
+                            r.partition,
+                            Floors {
+                                max,
+                                by_topic: r.floors.into_iter().collect(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        consumer: &RawConsumer,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), TransformError> {
+        let started = Instant::now();
+        let partition = m.partition();
+        let offset = m.offset();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let meta = RecordMeta {
+            key: m.key(),
+            timestamp_ms: m.timestamp().to_millis(),
+        };
+        let payload = m.payload().unwrap_or_default();
+        let floors = self.floors.get(&partition);
+        let version = self.rules.version.as_str();
+        let mut offset_buf = itoa::Buffer::new();
+        let offset_text = offset_buf.format(offset);
+        let producer = &self.producer;
+        let sinks = &self.sinks;
+        let log = &mut self.log;
+        let mut send_error = None;
+
+        let result =
+            self.processor
+                .process(&self.rules, self.only, meta, payload, now_ms, |ci, out| {
+                    let sink = &sinks[ci];
+                    match out {
+                        ChannelOutput::Publish { value, stale } => {
+                            if stale {
+                                sink.stale.increment(1);
+                            }
+                            if floors.is_some_and(|f| f.written(&sink.topic, offset)) {
+                                return;
+                            }
+                            let headers = OwnedHeaders::new_with_capacity(2)
+                                .insert(Header {
+                                    key: RAW_OFFSET_HEADER,
+                                    value: Some(offset_text),
+                                })
+                                .insert(Header {
+                                    key: RULES_VERSION_HEADER,
+                                    value: Some(version),
+                                });
+                            let key = meta.key.unwrap_or_default();
+                            let record = BaseRecord::to(&sink.topic)
+                                .partition(partition)
+                                .key(key)
+                                .payload(value)
+                                .headers(headers);
+                            if let Err(e) = send(producer, record) {
+                                send_error.get_or_insert(e);
+                            }
+                            sink.records.increment(1);
+                        }
+                        ChannelOutput::WithheldStale => sink.withheld_stale.increment(1),
+                        ChannelOutput::Unquotable(e) => {
+                            sink.unquotable.increment(1);
+                            if log.allow("unquotable") {
+                                warn!(topic = %sink.topic, partition, offset, "cannot quote: {e}");
+                            }
+                        }
+                    }
+                });
+        match result {
+            Ok(source_ts) => self
+                .source_age
+                .record(now_ms.saturating_sub(source_ts).max(0) as f64 / 1000.0),
+            Err(reject) => self.dead_letter(m, &reject)?,
+        }
+        if let Some(e) = send_error {
+            return Err(e);
+        }
+        self.raw_records.increment(1);
+        let _ = consumer.store_offset_from_message(m);
+        self.latency.record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        reject: &Reject,
+    ) -> Result<(), TransformError> {
+        let code = reject.code();
+        telemetry::dead_lettered(code);
+        if self.log.allow(code) {
+            warn!(
+                partition = m.partition(),
+                offset = m.offset(),
+                reason = code,
+                "raw record dead-lettered: {reject}"
+            );
+        }
+        let floors = self.floors.get(&m.partition());
+        if floors.is_some_and(|f| f.written(&self.dead_letter_topic, m.offset())) {
+            return Ok(());
+        }
+        let mut detail = reject.to_string();
+        detail.truncate(1024);
+        let offset = m.offset().to_string();
+        let partition = m.partition().to_string();
+        let headers = OwnedHeaders::new_with_capacity(6)
+            .insert(Header {
+                key: RAW_OFFSET_HEADER,
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: RULES_VERSION_HEADER,
+                value: Some(&self.rules.version),
+            })
+            .insert(Header {
+                key: ERROR_HEADER,
+                value: Some(code),
+            })
+            .insert(Header {
+                key: ERROR_DETAIL_HEADER,
+                value: Some(&detail),
+            })
+            .insert(Header {
+                key: RAW_TOPIC_HEADER,
+                value: Some(m.topic()),
+            })
+            .insert(Header {
+                key: RAW_PARTITION_HEADER,
+                value: Some(&partition),
+            });
+        let mut record = BaseRecord::to(&self.dead_letter_topic)
+            .partition(m.partition())
+            .payload(m.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = m.key() {
+            record = record.key(key);
+        }
+        send(&self.producer, record)
+    }
+}
+
+/// Enqueues a record, waiting while librdkafka's local queue is full.
+fn send<'a>(
+    producer: &OutputProducer,
+    mut record: BaseRecord<'a, [u8], [u8]>,
+) -> Result<(), TransformError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, r)) => {
+                return Err(TransformError::Kafka(format!(
+                    "cannot enqueue a record for {}/{:?}: {e}",
+                    r.topic, r.partition
+                )));
+            }
+        }
+    }
+}
