@@ -26,12 +26,20 @@ use tokio_util::task::TaskTracker;
 use config::Rules;
 use transform::{TransformError, TransformOptions};
 
-/// Everything a transform process runs: the worker, hot reload of `config_path`, and HTTP on
+/// Where the rules come from and how changes are picked up.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Reload when the file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+/// Everything a transform process runs: the worker, hot reload of the config, and HTTP on
 /// `listener`. Returns when `shutdown` fires (after draining) or the worker fails.
 pub async fn run_transform(
     opts: TransformOptions,
     rules: Rules,
-    config_path: PathBuf,
+    config: ConfigSource,
     listener: TcpListener,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
@@ -43,8 +51,9 @@ pub async fn run_transform(
     let background = shutdown.child_token();
 
     tasks.spawn(config::reload::watch(
-        config_path,
+        config.path,
         live.clone(),
+        config.watch,
         background.clone(),
     ));
     let router = http::router(http::HttpState {

@@ -66,6 +66,9 @@ struct WorkerArgs {
     /// Consumer group (default: pricefeed-transform[-<channel>]).
     #[arg(long, env = "PRICEFEED_GROUP_ID")]
     group_id: Option<String>,
+    /// Do not watch the config file; reload only on SIGHUP.
+    #[arg(long, env = "PRICEFEED_NO_WATCH")]
+    no_watch: bool,
     /// How often output is flushed and raw offsets committed, in milliseconds.
     #[arg(long, env = "PRICEFEED_COMMIT_INTERVAL_MS", default_value_t = 1000)]
     commit_interval_ms: u64,
@@ -226,6 +229,10 @@ async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
         only_channel: channel,
         commit_interval: Duration::from_millis(worker.commit_interval_ms.max(10)),
     };
-    pricefeed::run_transform(opts, rules, cli.config, listener, Some(metrics), shutdown).await?;
+    let source = pricefeed::ConfigSource {
+        path: cli.config,
+        watch: !worker.no_watch,
+    };
+    pricefeed::run_transform(opts, rules, source, listener, Some(metrics), shutdown).await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ pub fn init_logging() {
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if std::env::var("PRICEFEED_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()

@@ -67,8 +67,8 @@ pub fn reload_once(path: &Path, live: &LiveRules) -> ReloadOutcome {
     outcome
 }
 
-/// Watches `path` (and SIGHUP) until `shutdown`, reloading on every change.
-pub async fn watch(path: PathBuf, live: LiveRules, shutdown: CancellationToken) {
+/// Reloads on SIGHUP and, when `watch_file`, on every change of `path`, until `shutdown`.
+pub async fn watch(path: PathBuf, live: LiveRules, watch_file: bool, shutdown: CancellationToken) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
     let file_name = path.file_name().map(|n| n.to_os_string());
     let notify_tx = tx.clone();
@@ -90,6 +90,7 @@ pub async fn watch(path: PathBuf, live: LiveRules, shutdown: CancellationToken) 
         }
     });
     let _watcher = match watcher {
+        Ok(_) if !watch_file => None,
         Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => Some(w),
             Err(e) => {

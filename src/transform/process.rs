@@ -10,8 +10,12 @@ use super::encode::encode_quote;
 /// What one channel does with one raw record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChannelOutput<'a> {
-    /// Publish this value on the channel's sub stream.
-    Publish { value: &'a [u8], stale: bool },
+    /// Publish this value on the channel's sub stream under `key` (the symbol).
+    Publish {
+        key: &'a [u8],
+        value: &'a [u8],
+        stale: bool,
+    },
     /// Older than `stale_after_ms` on a `withhold` channel.
     WithheldStale,
     /// The rule cannot quote this price (e.g. the bid would not be positive).
@@ -86,6 +90,7 @@ impl Processor {
                     emit(
                         index,
                         ChannelOutput::Publish {
+                            key: instrument.symbol.as_bytes(),
                             value: &self.value,
                             stale,
                         },

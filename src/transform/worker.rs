@@ -284,7 +284,7 @@ impl Loop {
                 .process(&self.rules, self.only, meta, payload, now_ms, |ci, out| {
                     let sink = &sinks[ci];
                     match out {
-                        ChannelOutput::Publish { value, stale } => {
+                        ChannelOutput::Publish { key, value, stale } => {
                             if stale {
                                 sink.stale.increment(1);
                             }
@@ -300,7 +300,6 @@ impl Loop {
                                     key: RULES_VERSION_HEADER,
                                     value: Some(version),
                                 });
-                            let key = meta.key.unwrap_or_default();
                             let record = BaseRecord::to(&sink.topic)
                                 .partition(partition)
                                 .key(key)
