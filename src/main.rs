@@ -100,6 +100,9 @@ struct SimulateArgs {
     /// Random seed (same seed, same walk).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Serve /metrics, /healthz and /readyz here (default: no HTTP).
+    #[arg(long, env = "PRICEFEED_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -186,6 +189,19 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// Installs the Prometheus recorder and its periodic upkeep.
+fn start_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let metrics = telemetry::install_metrics().context("installing the metrics recorder")?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(metrics)
+}
+
 async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
         brokers: cli.brokers,
@@ -196,6 +212,17 @@ async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
         Command::Run(w) => (w, None),
         Command::Transform(t) => (t.worker, t.channel),
         Command::Simulate(s) => {
+            if let Some(addr) = s.http_addr {
+                let metrics = start_metrics()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HTTP on {addr}"))?;
+                let router = pricefeed::http::router(pricefeed::http::HttpState {
+                    metrics: Some(metrics),
+                    ready: std::sync::Arc::new(true.into()),
+                });
+                tokio::spawn(pricefeed::http::serve(listener, router, shutdown.clone()));
+            }
             let opts = SimulateOptions {
                 kafka,
                 rate: s.rate,
@@ -209,14 +236,7 @@ async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
         }
         Command::CheckConfig { .. } => unreachable!("handled before start-up"),
     };
-    let metrics = telemetry::install_metrics().context("installing the metrics recorder")?;
-    let upkeep = metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
+    let metrics = start_metrics()?;
     let listener = tokio::net::TcpListener::bind(worker.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", worker.http_addr))?;

@@ -285,11 +285,11 @@ impl Loop {
                     let sink = &sinks[ci];
                     match out {
                         ChannelOutput::Publish { key, value, stale } => {
-                            if stale {
-                                sink.stale.increment(1);
-                            }
                             if floors.is_some_and(|f| f.written(&sink.topic, offset)) {
                                 return;
+                            }
+                            if stale {
+                                sink.stale.increment(1);
                             }
                             let headers = OwnedHeaders::new_with_capacity(2)
                                 .insert(Header {
