@@ -15,6 +15,9 @@ use tracing::{error, info, warn};
 use super::{ConfigError, ConfigErrors, Rules};
 use crate::telemetry;
 
+/// How often the file is re-read when file events may not arrive.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The live rules: one writer (the reloader), lock-free readers.
 pub type LiveRules = Arc<ArcSwap<Rules>>;
 
@@ -126,11 +129,18 @@ pub async fn watch(path: PathBuf, live: LiveRules, watch_file: bool, shutdown: C
             }
         });
     }
-    drop(tx);
+    let tx_poll = tx;
 
+    // Some mounts never deliver file events (a single-file bind mount, a Kubernetes ConfigMap
+    // swapping a symlink): a periodic check catches those. An unchanged file costs one read.
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.tick().await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = poll.tick(), if watch_file => {
+                let _ = tx_poll.try_send(());
+            }
             got = rx.recv() => {
                 if got.is_none() { return; }
                 // Debounce: an editor's save is several events; read once they settle.

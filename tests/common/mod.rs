@@ -103,6 +103,12 @@ impl Rec {
 /// Every record of `topic` (all `partitions`), ordered by partition then offset.
 pub fn read_all(broker: &Broker, topic: &str, partitions: i32) -> Vec<Rec> {
     let reader = settings(broker).reader().expect("reader");
+    if pricefeed::kafka::partition_count(&reader, topic)
+        .expect("metadata")
+        .is_none()
+    {
+        return Vec::new();
+    }
     let starts: Vec<_> = (0..partitions)
         .map(|p| (topic.to_string(), p, ReadFrom::Offset(0)))
         .collect();
