@@ -50,7 +50,7 @@ fn old_prices_are_flagged_or_withheld_per_channel_policy() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(pricefeed::kafka::ensure_topics(
         &settings(&broker),
-        &[raw.clone()],
+        std::slice::from_ref(&raw),
         1,
         1,
     ))

@@ -131,15 +131,15 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
             }
         }
     }
-    if let Some(v) = table.get("partitions") {
-        if let Some(n) = w.integer("kafka.partitions", v, 1, 10_000) {
-            k.partitions = n as i32;
-        }
+    if let Some(v) = table.get("partitions")
+        && let Some(n) = w.integer("kafka.partitions", v, 1, 10_000)
+    {
+        k.partitions = n as i32;
     }
-    if let Some(v) = table.get("replication_factor") {
-        if let Some(n) = w.integer("kafka.replication_factor", v, 1, 32_767) {
-            k.replication_factor = n as i32;
-        }
+    if let Some(v) = table.get("replication_factor")
+        && let Some(n) = w.integer("kafka.replication_factor", v, 1, 32_767)
+    {
+        k.replication_factor = n as i32;
     }
     if k.raw_topic == k.dead_letter_topic {
         w.error(

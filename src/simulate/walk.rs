@@ -148,3 +148,61 @@ impl Walk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rules;
+    use crate::ingest::Decoder;
+
+    fn rules() -> Rules {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/channels.toml")).unwrap();
+        Rules::parse(&text, "channels.toml").unwrap()
+    }
+
+    #[test]
+    fn valid_records_decode_on_the_tick_grid_near_the_reference() {
+        let rules = rules();
+        let mut walk = Walk::new(&rules.instruments, 3, 0.0);
+        let mut decoder = Decoder::new();
+        for n in 0..5_000 {
+            let r = walk.next_record(1_700_000_000_000 + n);
+            assert!(!r.malformed);
+            let p = decoder.decode(r.value.as_bytes()).unwrap();
+            assert_eq!(p.symbol, r.key);
+            let ins = &rules.instruments[rules.instrument_index(p.symbol).unwrap()];
+            assert!(p.bid < p.ask, "{}", r.value);
+            assert!(ins.tick.is_multiple(p.bid) && ins.tick.is_multiple(p.ask));
+            let reference: Decimal = reference_mid(p.symbol).parse().unwrap();
+            let drift = ((p.bid - reference) / reference).abs();
+            assert!(drift < Decimal::new(6, 2), "{} drifted {drift}", p.symbol);
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_all_rejected() {
+        let rules = rules();
+        let mut walk = Walk::new(&rules.instruments, 4, 1.0);
+        let mut decoder = Decoder::new();
+        for n in 0..500 {
+            let r = walk.next_record(n);
+            assert!(r.malformed);
+            let ok = decoder
+                .decode(r.value.as_bytes())
+                .ok()
+                .filter(|p| rules.instrument_index(p.symbol).is_some());
+            assert!(ok.is_none(), "accepted {}", r.value);
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_walk() {
+        let rules = rules();
+        let mut a = Walk::new(&rules.instruments, 9, 0.1);
+        let mut b = Walk::new(&rules.instruments, 9, 0.1);
+        for n in 0..100 {
+            assert_eq!(a.next_record(n), b.next_record(n));
+        }
+    }
+}

@@ -86,10 +86,10 @@ pub async fn run(
     ready: Arc<AtomicBool>,
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
-    if let Some(c) = &opts.only_channel {
-        if rules.channel(c).is_none() {
-            return Err(TransformError::UnknownChannel(c.clone()));
-        }
+    if let Some(c) = &opts.only_channel
+        && rules.channel(c).is_none()
+    {
+        return Err(TransformError::UnknownChannel(c.clone()));
     }
     let raw = rules.kafka.raw_topic.clone();
     let reader = opts

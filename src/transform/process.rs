@@ -58,13 +58,13 @@ impl Processor {
         let instrument_index = rules
             .instrument_index(raw.symbol)
             .ok_or_else(|| Reject::UnknownSymbol(raw.symbol.to_string()))?;
-        if let Some(key) = meta.key {
-            if key != raw.symbol.as_bytes() {
-                return Err(Reject::KeyMismatch {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    symbol: raw.symbol.to_string(),
-                });
-            }
+        if let Some(key) = meta.key
+            && key != raw.symbol.as_bytes()
+        {
+            return Err(Reject::KeyMismatch {
+                key: String::from_utf8_lossy(key).into_owned(),
+                symbol: raw.symbol.to_string(),
+            });
         }
         let instrument = &rules.instruments[instrument_index];
         let ts = raw.ts.or(meta.timestamp_ms).unwrap_or(now_ms);

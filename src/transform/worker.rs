@@ -147,11 +147,8 @@ pub(super) fn run_loop(
         l.apply_events(&consumer);
         match polled {
             Some(Ok(m)) => l.handle(&consumer, &m)?,
-            Some(Err(e)) => {
-                if l.log.allow("consumer") {
-                    warn!("raw consumer: {e}");
-                }
-            }
+            Some(Err(e)) if l.log.allow("consumer") => warn!("raw consumer: {e}"),
+            Some(Err(_)) => {}
             None => {}
         }
         let current = l.live.load();
