@@ -7,7 +7,8 @@
 
 use rust_decimal::Decimal;
 use simd_json::prelude::*;
-use simd_json::{BorrowedValue, Buffers, StaticNode};
+use simd_json::tape::{Tape, Value};
+use simd_json::{Buffers, ValueType};
 
 use super::Reject;
 use super::numbers::number_text;
@@ -31,14 +32,28 @@ pub struct RawPrice<'a> {
 }
 
 /// Reusable decoding state: simd-json parses in place, so each payload is copied into a
-/// scratch buffer that lives as long as the decoder.
+/// scratch buffer; the parse tape and the string slots are reused from record to record.
 #[derive(Default)]
 pub struct Decoder {
     scratch: Vec<u8>,
     buffers: Buffers,
+    tape: Option<Tape<'static>>,
     symbol: String,
     id: String,
     source: String,
+}
+
+/// Fields found in one pass over the top-level object.
+#[derive(Default)]
+struct Fields {
+    symbol: bool,
+    bid: Option<Decimal>,
+    ask: Option<Decimal>,
+    ts: Option<i64>,
+    bid_size: Option<Decimal>,
+    ask_size: Option<Decimal>,
+    id: bool,
+    source: bool,
 }
 
 impl Decoder {
@@ -51,34 +66,25 @@ impl Decoder {
     pub fn decode(&mut self, payload: &[u8]) -> Result<RawPrice<'_>, Reject> {
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
-        let value = simd_json::to_borrowed_value_with_buffers(&mut self.scratch, &mut self.buffers)
-            .map_err(|e| Reject::MalformedJson(e.to_string()))?;
-        let obj = value.as_object().ok_or(Reject::NotAnObject)?;
-        let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
-
-        let symbol = field("symbol").ok_or(Reject::MissingField("symbol"))?;
-        let symbol = symbol
-            .as_str()
-            .ok_or_else(|| invalid("symbol", "expected a string"))?;
-        if symbol.is_empty() || symbol.len() > 32 {
-            return Err(invalid("symbol", "must be 1 to 32 characters"));
-        }
-        let bid =
-            decimal_field(payload, "bid", field("bid"))?.ok_or(Reject::MissingField("bid"))?;
-        let ask =
-            decimal_field(payload, "ask", field("ask"))?.ok_or(Reject::MissingField("ask"))?;
-        let ts = match field("ts") {
-            None => None,
-            Some(v) => Some(timestamp(v)?),
+        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset());
+        let fields = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
+            Err(e) => Err(Reject::MalformedJson(e.to_string())),
+            Ok(()) => read_fields(
+                payload,
+                tape.as_value(),
+                &mut self.symbol,
+                &mut self.id,
+                &mut self.source,
+            ),
         };
-        let bid_size = size_field(payload, "bid_size", field("bid_size"))?;
-        let ask_size = size_field(payload, "ask_size", field("ask_size"))?;
-        let has_id = copy_text(&mut self.id, "id", field("id"))?;
-        let has_source = copy_text(&mut self.source, "source", field("source"))?;
-        self.symbol.clear();
-        self.symbol.push_str(symbol);
-        drop(value);
+        self.tape = Some(tape.reset());
+        let f = fields?;
 
+        if !f.symbol {
+            return Err(Reject::MissingField("symbol"));
+        }
+        let bid = f.bid.ok_or(Reject::MissingField("bid"))?;
+        let ask = f.ask.ok_or(Reject::MissingField("ask"))?;
         if bid <= Decimal::ZERO {
             return Err(Reject::NonPositiveBid);
         }
@@ -92,13 +98,53 @@ impl Decoder {
             symbol: &self.symbol,
             bid,
             ask,
-            ts,
-            bid_size,
-            ask_size,
-            id: has_id.then_some(self.id.as_str()),
-            source: has_source.then_some(self.source.as_str()),
+            ts: f.ts,
+            bid_size: f.bid_size,
+            ask_size: f.ask_size,
+            id: f.id.then_some(self.id.as_str()),
+            source: f.source.then_some(self.source.as_str()),
         })
     }
+}
+
+/// One pass over the object's members; unknown members are ignored, `null` means absent, and a
+/// repeated member overrides the earlier one.
+fn read_fields(
+    payload: &[u8],
+    value: Value<'_, '_>,
+    symbol: &mut String,
+    id: &mut String,
+    source: &mut String,
+) -> Result<Fields, Reject> {
+    let obj = value.as_object().ok_or(Reject::NotAnObject)?;
+    let mut f = Fields::default();
+    for (key, v) in obj.iter() {
+        if v.is_null() {
+            continue;
+        }
+        match key {
+            "symbol" => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| invalid("symbol", "expected a string"))?;
+                if s.is_empty() || s.len() > 32 {
+                    return Err(invalid("symbol", "must be 1 to 32 characters"));
+                }
+                symbol.clear();
+                symbol.push_str(s);
+                f.symbol = true;
+            }
+            "bid" => f.bid = Some(decimal_field(payload, "bid", &v)?),
+            "ask" => f.ask = Some(decimal_field(payload, "ask", &v)?),
+            "ts" => f.ts = Some(timestamp(&v)?),
+            "bid_size" => f.bid_size = Some(size_field(payload, "bid_size", &v)?),
+            "ask_size" => f.ask_size = Some(size_field(payload, "ask_size", &v)?),
+            "id" => f.id = copy_text(id, "id", &v)?,
+            "source" => f.source = copy_text(source, "source", &v)?,
+            _ => {}
+        }
+    }
+    Ok(f)
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Reject {
@@ -112,9 +158,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Reject {
 fn decimal_field(
     payload: &[u8],
     name: &'static str,
-    value: Option<&BorrowedValue<'_>>,
-) -> Result<Option<Decimal>, Reject> {
-    let Some(value) = value else { return Ok(None) };
+    value: &Value<'_, '_>,
+) -> Result<Decimal, Reject> {
     let text = if let Some(s) = value.as_str() {
         s
     } else if value.is_number() {
@@ -123,42 +168,37 @@ fn decimal_field(
         return Err(invalid(name, "expected a decimal string or number"));
     };
     parse_decimal(text)
-        .map(Some)
         .ok_or_else(|| invalid(name, format!("{text:?} is not an exact decimal number")))
 }
 
 fn size_field(
     payload: &[u8],
     name: &'static str,
-    value: Option<&BorrowedValue<'_>>,
-) -> Result<Option<Decimal>, Reject> {
+    value: &Value<'_, '_>,
+) -> Result<Decimal, Reject> {
     let size = decimal_field(payload, name, value)?;
-    if size.is_some_and(|s| s.is_sign_negative() && !s.is_zero()) {
+    if size.is_sign_negative() && !size.is_zero() {
         return Err(invalid(name, "must not be negative"));
     }
     Ok(size)
 }
 
-fn timestamp(value: &BorrowedValue<'_>) -> Result<i64, Reject> {
-    let ts = match value {
-        BorrowedValue::Static(StaticNode::I64(i)) => Some(*i),
-        BorrowedValue::Static(StaticNode::U64(u)) => i64::try_from(*u).ok(),
-        BorrowedValue::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
+fn timestamp(value: &Value<'_, '_>) -> Result<i64, Reject> {
+    let ts = match value.value_type() {
+        ValueType::I64 => value.as_i64(),
+        ValueType::U64 => value.as_u64().and_then(|u| i64::try_from(u).ok()),
+        ValueType::String => value
+            .as_str()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok()),
         _ => None,
     };
     ts.filter(|t| *t >= 0)
         .ok_or_else(|| invalid("ts", "expected milliseconds since the epoch as an integer"))
 }
 
-/// Copies an optional string field into `slot`; returns whether it was present.
-fn copy_text(
-    slot: &mut String,
-    name: &'static str,
-    value: Option<&BorrowedValue<'_>>,
-) -> Result<bool, Reject> {
-    let Some(value) = value else { return Ok(false) };
+/// Copies a string field into `slot`; returns true (it is present).
+fn copy_text(slot: &mut String, name: &'static str, value: &Value<'_, '_>) -> Result<bool, Reject> {
     let s = value
         .as_str()
         .ok_or_else(|| invalid(name, "expected a string"))?;
@@ -170,42 +210,58 @@ fn copy_text(
     Ok(true)
 }
 
-/// Strict JSON-number grammar (`-?digits[.digits][e[+-]digits]`), parsed exactly.
+/// Strict JSON-number grammar (`-?digits[.digits][e[+-]digits]`), parsed exactly. Plain
+/// numbers of up to 18 digits (every realistic price) take a single pass; longer ones and
+/// exponents go through `rust_decimal`'s exact parsers.
 pub fn parse_decimal(text: &str) -> Option<Decimal> {
     let b = text.as_bytes();
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    let digits = |i: &mut usize| {
-        let start = *i;
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i > start
-    };
-    if !digits(&mut i) {
+    let negative = b.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut scale = 0u32;
+    let int_start = i;
+    while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        digits += 1;
+        i += 1;
+    }
+    if i == int_start {
         return None;
     }
     if b.get(i) == Some(&b'.') {
         i += 1;
-        if !digits(&mut i) {
+        let frac_start = i;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            digits += 1;
+            scale += 1;
+            i += 1;
+        }
+        if i == frac_start {
             return None;
         }
     }
-    let mantissa_end = i;
+    if i == b.len() && digits <= 18 {
+        let m = mantissa as i64;
+        return Some(Decimal::new(if negative { -m } else { m }, scale));
+    }
     if matches!(b.get(i), Some(b'e' | b'E')) {
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        if !digits(&mut i) {
+        let exp_start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == exp_start || i != b.len() {
             return None;
         }
+        return Decimal::from_scientific(text).ok();
     }
     if i != b.len() {
         return None;
     }
-    if mantissa_end == b.len() {
-        Decimal::from_str_exact(text).ok()
-    } else {
-        Decimal::from_scientific(text).ok()
-    }
+    Decimal::from_str_exact(text).ok()
 }

@@ -76,7 +76,11 @@ pub fn write_fixed(out: &mut Vec<u8>, value: Decimal, precision: u32) {
         out.push(b'-');
     }
     let mut buf = itoa::Buffer::new();
-    let digits = buf.format(mantissa.unsigned_abs()).as_bytes();
+    let abs = mantissa.unsigned_abs();
+    let digits = match u64::try_from(abs) {
+        Ok(small) => buf.format(small).as_bytes(),
+        Err(_) => buf.format(abs).as_bytes(),
+    };
     let p = precision as usize;
     if p == 0 {
         out.extend_from_slice(digits);

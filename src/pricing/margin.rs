@@ -51,11 +51,25 @@ pub fn quote(
     bid: Decimal,
     ask: Decimal,
 ) -> Result<Quote, QuoteError> {
-    let overflow = || QuoteError::Overflow;
-    let mid = bid
-        .checked_add(ask)
+    quote_at_mid(instrument, rule, bid, ask, midpoint(bid, ask)?)
+}
+
+/// `(bid + ask) / 2`, exactly.
+pub fn midpoint(bid: Decimal, ask: Decimal) -> Result<Decimal, QuoteError> {
+    bid.checked_add(ask)
         .and_then(|s| s.checked_mul(HALF))
-        .ok_or_else(overflow)?;
+        .ok_or(QuoteError::Overflow)
+}
+
+/// [`quote`] with the source mid computed once for every channel.
+pub fn quote_at_mid(
+    instrument: &Instrument,
+    rule: &PricingRule,
+    bid: Decimal,
+    ask: Decimal,
+    mid: Decimal,
+) -> Result<Quote, QuoteError> {
+    let overflow = || QuoteError::Overflow;
     let bid_markup = rule.bid.resolve(mid).ok_or_else(overflow)?;
     let ask_markup = rule.ask.resolve(mid).ok_or_else(overflow)?;
     let tick = instrument.tick.size();

@@ -9,5 +9,5 @@ pub mod margin;
 pub mod markup;
 
 pub use instrument::{Instrument, Tick};
-pub use margin::{Quote, QuoteError, quote};
+pub use margin::{Quote, QuoteError, midpoint, quote, quote_at_mid};
 pub use markup::{Amount, Markup, PricingRule, Unit};

@@ -8,14 +8,34 @@ use crate::ingest::RawPrice;
 use crate::pricing::decimal::write_fixed;
 use crate::pricing::{Instrument, Quote};
 
-/// Writes the JSON value of one channel record into `out` (cleared first).
+/// Writes the part of the value every channel shares (sizes, id, source and the closing brace)
+/// once per raw record.
+pub fn encode_tail(tail: &mut Vec<u8>, raw: &RawPrice<'_>) {
+    tail.clear();
+    if let Some(size) = raw.bid_size {
+        write_decimal_field(tail, "bid_size", size);
+    }
+    if let Some(size) = raw.ask_size {
+        write_decimal_field(tail, "ask_size", size);
+    }
+    if let Some(id) = raw.id {
+        write_string_field(tail, "id", id);
+    }
+    if let Some(source) = raw.source {
+        write_string_field(tail, "source", source);
+    }
+    tail.push(b'}');
+}
+
+/// Writes the JSON value of one channel record into `out` (cleared first); `tail` comes from
+/// [`encode_tail`].
 pub fn encode_quote(
     out: &mut Vec<u8>,
     instrument: &Instrument,
     quote: &Quote,
-    raw: &RawPrice<'_>,
     ts: i64,
     stale: bool,
+    tail: &[u8],
 ) {
     out.clear();
     out.extend_from_slice(b"{\"symbol\":\"");
@@ -32,33 +52,33 @@ pub fn encode_quote(
     } else {
         b",\"stale\":false"
     });
-    if let Some(size) = raw.bid_size {
-        write_decimal_field(out, "bid_size", size);
-    }
-    if let Some(size) = raw.ask_size {
-        write_decimal_field(out, "ask_size", size);
-    }
-    if let Some(id) = raw.id {
-        write_string_field(out, "id", id);
-    }
-    if let Some(source) = raw.source {
-        write_string_field(out, "source", source);
-    }
-    out.push(b'}');
+    out.extend_from_slice(tail);
 }
 
 fn write_decimal_field(out: &mut Vec<u8>, name: &str, value: Decimal) {
-    let _ = write!(out, ",\"{name}\":\"{}\"", value.normalize());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    let value = value.normalize();
+    write_fixed(out, value, value.scale());
+    out.push(b'"');
 }
 
 fn write_string_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    let _ = write!(out, ",\"{name}\":");
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
     write_json_string(out, value);
 }
 
 /// A JSON string literal with the mandatory escapes.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),

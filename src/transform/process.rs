@@ -3,9 +3,9 @@
 
 use crate::config::{Rules, StalePolicy};
 use crate::ingest::{Decoder, Reject};
-use crate::pricing::{QuoteError, quote};
+use crate::pricing::{QuoteError, midpoint, quote_at_mid};
 
-use super::encode::encode_quote;
+use super::encode::{encode_quote, encode_tail};
 
 /// What one channel does with one raw record.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +35,7 @@ pub struct RecordMeta<'a> {
 pub struct Processor {
     decoder: Decoder,
     value: Vec<u8>,
+    tail: Vec<u8>,
 }
 
 impl Processor {
@@ -69,6 +70,8 @@ impl Processor {
         let instrument = &rules.instruments[instrument_index];
         let ts = raw.ts.or(meta.timestamp_ms).unwrap_or(now_ms);
         let age_ms = now_ms.saturating_sub(ts);
+        encode_tail(&mut self.tail, &raw);
+        let mid = midpoint(raw.bid, raw.ask);
 
         for (index, channel) in rules.channels.iter().enumerate() {
             if only.is_some_and(|o| o != index) {
@@ -84,9 +87,9 @@ impl Processor {
                 emit(index, ChannelOutput::WithheldStale);
                 continue;
             }
-            match quote(instrument, rule, raw.bid, raw.ask) {
+            match mid.and_then(|mid| quote_at_mid(instrument, rule, raw.bid, raw.ask, mid)) {
                 Ok(q) => {
-                    encode_quote(&mut self.value, instrument, &q, &raw, ts, stale);
+                    encode_quote(&mut self.value, instrument, &q, ts, stale, &self.tail);
                     emit(
                         index,
                         ChannelOutput::Publish {
