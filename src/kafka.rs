@@ -13,11 +13,19 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// How to reach Kafka. `options` are raw librdkafka settings applied last, so they override
-/// everything pricefeed sets (security, timeouts, batching…).
+/// everything pricefeed sets (security, timeouts, batching…). A key prefixed `consumer.` or
+/// `producer.` applies only to that kind of client (`consumer.session.timeout.ms=6000`).
 #[derive(Clone, Debug)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub options: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Consumer,
+    Producer,
+    Admin,
 }
 
 /// A Kafka failure with what pricefeed was doing at the time.
@@ -44,53 +52,69 @@ pub(crate) fn ctx(what: impl Into<String>) -> impl FnOnce(KafkaError) -> KafkaFa
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl KafkaSettings {
-    fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    fn config(&self, kind: ClientKind, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in defaults {
             c.set(*k, *v);
         }
         for (k, v) in &self.options {
-            c.set(k, v);
+            let key = match (k.split_once('.'), kind) {
+                (Some(("consumer", rest)), ClientKind::Consumer) => rest,
+                (Some(("producer", rest)), ClientKind::Producer) => rest,
+                (Some(("consumer" | "producer", _)), _) => continue,
+                _ => k.as_str(),
+            };
+            c.set(key, v);
         }
         c
     }
 
     /// An idempotent producer: no duplicates or reordering from retries, acks from all replicas.
     pub fn producer_config(&self) -> ClientConfig {
-        self.config(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "1"),
-            ("compression.type", "lz4"),
-            ("message.timeout.ms", "300000"),
-        ])
+        self.config(
+            ClientKind::Producer,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "1"),
+                ("compression.type", "lz4"),
+                ("message.timeout.ms", "300000"),
+            ],
+        )
     }
 
     /// A group member with manual offset storage and commits.
     pub fn group_consumer_config(&self, group_id: &str) -> ClientConfig {
-        let mut c = self.config(&[
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("statistics.interval.ms", "5000"),
-        ]);
+        let mut c = self.config(
+            ClientKind::Consumer,
+            &[
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("statistics.interval.ms", "5000"),
+            ],
+        );
         c.set("group.id", group_id);
         c
     }
 
     /// A consumer that only uses `assign` (no group, never commits).
     pub fn reader_config(&self) -> ClientConfig {
-        self.config(&[
-            ("group.id", "pricefeed-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-        ])
+        self.config(
+            ClientKind::Consumer,
+            &[
+                ("group.id", "pricefeed-reader"),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        )
     }
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
-        AdminClient::from_config(&self.config(&[])).map_err(ctx("creating a Kafka admin client"))
+        AdminClient::from_config(&self.config(ClientKind::Admin, &[]))
+            .map_err(ctx("creating a Kafka admin client"))
     }
 
     pub fn reader(&self) -> Result<BaseConsumer> {
@@ -249,8 +273,10 @@ pub fn read_to_end(
                 Some(Err(e)) => return Err(ctx("reading records")(e)),
             }
         }
-        // The rest of the last batch arrives with the record that reached the target.
-        while Instant::now() < deadline {
+        // The rest of the last batch arrives with the record that reached the target; on a live
+        // topic newer records keep coming, so the drain is bounded.
+        let drain_until = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        while Instant::now() < drain_until {
             match reader.poll(Duration::from_millis(50)) {
                 None => break,
                 Some(Ok(m)) => on(&m),
@@ -262,4 +288,29 @@ pub fn read_to_end(
     })();
     let _ = reader.unassign();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_options_reach_only_their_kind_of_client() {
+        let s = KafkaSettings {
+            brokers: "b:9092".into(),
+            options: vec![
+                ("consumer.session.timeout.ms".into(), "6000".into()),
+                ("producer.linger.ms".into(), "7".into()),
+                ("client.id".into(), "x".into()),
+            ],
+        };
+        let c = s.group_consumer_config("g");
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("linger.ms"), None);
+        assert_eq!(c.get("client.id"), Some("x"));
+        let p = s.producer_config();
+        assert_eq!(p.get("linger.ms"), Some("7"));
+        assert_eq!(p.get("session.timeout.ms"), None);
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+    }
 }

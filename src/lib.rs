@@ -2,7 +2,8 @@
 //!
 //! Data flow (and module layout): [`ingest`] decodes `prices.raw`, [`pricing`] applies the margin
 //! rules of [`config`], [`transform`] workers write `prices.<channel>`; [`simulate`] is a demo
-//! feed; [`kafka`] builds every Kafka client; [`http`] and [`telemetry`] expose the process.
+//! feed and [`tail`] a topic viewer; [`kafka`] builds every Kafka client; [`http`] and
+//! [`telemetry`] expose the process.
 
 pub mod config;
 pub mod http;
@@ -10,6 +11,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod pricing;
 pub mod simulate;
+pub mod tail;
 pub mod telemetry;
 pub mod transform;
 

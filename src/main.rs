@@ -51,6 +51,8 @@ enum Command {
     Transform(TransformArgs),
     /// A realistic raw-price feed for demos and load tests.
     Simulate(SimulateArgs),
+    /// Print the latest records of a topic (e.g. prices.retail) with their headers.
+    Tail(TailArgs),
     /// Validate a channels.toml and list every error; exits non-zero when invalid.
     CheckConfig {
         /// The file to check (default: --config).
@@ -105,6 +107,21 @@ struct SimulateArgs {
     http_addr: Option<SocketAddr>,
 }
 
+#[derive(Args)]
+struct TailArgs {
+    /// The topic, e.g. prices.retail or prices.dead-letter.
+    topic: String,
+    /// Records per partition to show.
+    #[arg(long, short = 'n', default_value_t = 5)]
+    last: i64,
+    /// Show every record from the start of each partition.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Keep printing new records until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
+}
+
 fn parse_option(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -118,11 +135,16 @@ fn main() -> ExitCode {
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file.as_deref().unwrap_or(&cli.config));
     }
-    let rules = match Rules::load(&cli.config) {
-        Ok(r) => r,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::from(2);
+    // Every role but `tail` needs valid rules before anything starts.
+    let rules = if matches!(cli.command, Command::Tail(_)) {
+        None
+    } else {
+        match Rules::load(&cli.config) {
+            Ok(r) => Some(r),
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::from(2);
+            }
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -202,12 +224,24 @@ fn start_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHand
     Ok(metrics)
 }
 
-async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
+async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
         brokers: cli.brokers,
         options: cli.kafka_options,
     };
     let shutdown = shutdown_on_signals();
+    if let Command::Tail(t) = cli.command {
+        let opts = pricefeed::tail::TailOptions {
+            kafka,
+            topic: t.topic,
+            last: t.last.max(0),
+            from_beginning: t.from_beginning,
+            follow: t.follow,
+        };
+        tokio::task::spawn_blocking(move || pricefeed::tail::run(&opts, &shutdown)).await??;
+        return Ok(());
+    }
+    let rules = rules.context("rules are loaded for every role but tail")?;
     let (worker, channel) = match cli.command {
         Command::Run(w) => (w, None),
         Command::Transform(t) => (t.worker, t.channel),
@@ -234,7 +268,7 @@ async fn run(cli: Cli, rules: Rules) -> anyhow::Result<()> {
             simulate::run(opts, &rules, shutdown).await?;
             return Ok(());
         }
-        Command::CheckConfig { .. } => unreachable!("handled before start-up"),
+        Command::Tail(_) | Command::CheckConfig { .. } => unreachable!("handled above"),
     };
     let metrics = start_metrics()?;
     let listener = tokio::net::TcpListener::bind(worker.http_addr)

@@ -19,9 +19,9 @@ const MIN_KILLS: usize = 20;
 /// Short group timeouts so that a killed member is noticed quickly.
 const WORKER: &[&str] = &[
     "--kafka-option",
-    "session.timeout.ms=3000",
+    "consumer.session.timeout.ms=3000",
     "--kafka-option",
-    "heartbeat.interval.ms=500",
+    "consumer.heartbeat.interval.ms=500",
     "transform",
 ];
 

@@ -234,7 +234,7 @@ pub fn spawn_pricefeed(broker: &Broker, config: &Path, args: &[&str], log_dir: &
         .arg("--brokers")
         .arg(&broker.addr)
         .arg("--kafka-option")
-        .arg("session.timeout.ms=6000")
+        .arg("consumer.session.timeout.ms=6000")
         .args(args)
         .env("PRICEFEED_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
