@@ -76,6 +76,9 @@ impl KafkaSettings {
             ClientKind::Producer,
             &[
                 ("enable.idempotence", "true"),
+                // A record that fails for good must stop the worker before a later one lands,
+                // or the resume rule would count the failed one as written.
+                ("enable.gapless.guarantee", "true"),
                 ("acks", "all"),
                 ("linger.ms", "1"),
                 ("compression.type", "lz4"),

@@ -55,6 +55,11 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
     let eur = r#"{"symbol":"EURUSD","bid":"1.08412","ask":"1.08431","ts":1732230000123}"#;
     let jpy = r#"{"symbol":"USDJPY","bid":151.502,"ask":151.508}"#;
     let es = r#"{"symbol":"ES","bid":"6000.25","ask":"6000.50","ts":1732230000999,"id":"q-\"7\""}"#;
+    // A long non-ASCII value quoted in the error detail must not break the dead-letter path.
+    let long_bad = format!(
+        r#"{{"symbol":"EURUSD","bid":"{}","ask":"1.1"}}"#,
+        "€".repeat(700)
+    );
     let bad: Vec<(Option<&str>, &str, &str)> = vec![
         (Some("EURUSD"), "not json", "malformed_json"),
         (Some("EURUSD"), "[1,2]", "not_an_object"),
@@ -84,6 +89,7 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
             r#"{"symbol":"EURUSD","bid":"abc","ask":"1.1"}"#,
             "invalid_field",
         ),
+        (Some("EURUSD"), &long_bad, "invalid_field"),
     ];
     // Partition 0: good, every bad record, good again (the stream goes on after bad input).
     let mut p0: Vec<(i32, Option<&str>, &str)> = vec![(0, Some("EURUSD"), eur)];
@@ -109,7 +115,7 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
         let r = read_all(&broker, &format!("{prefix}.wide"), PARTITIONS);
         (r.len() >= 4).then_some(r)
     });
-    let dlq = wait_for(Duration::from_secs(30), "8 dead letters", || {
+    let dlq = wait_for(Duration::from_secs(30), "9 dead letters", || {
         let r = read_all(&broker, &format!("{prefix}.dlq"), PARTITIONS);
         (r.len() >= bad.len()).then_some(r)
     });
@@ -128,15 +134,15 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
     // ES 6000.25/6000.50 on a 0.25 grid: 6000.225 floors to 6000.00, 6000.525 ceils to 6000.75.
     let expect_tight: HashMap<(i32, i64), (&str, &str)> = HashMap::from([
         ((0, 0), ("1.08411", "1.08432")),
-        ((0, 9), ("151.501", "151.509")),
-        ((0, 10), ("6000.00", "6000.75")),
+        ((0, 10), ("151.501", "151.509")),
+        ((0, 11), ("6000.00", "6000.75")),
         ((1, 0), ("151.501", "151.509")),
         ((2, 0), ("6000.00", "6000.75")),
         ((2, 1), ("1.08411", "1.08432")),
     ]);
     let expect_wide: HashMap<(i32, i64), (&str, &str)> = HashMap::from([
         ((0, 0), ("1.08402", "1.08446")),
-        ((0, 9), ("151.490", "151.523")),
+        ((0, 10), ("151.490", "151.523")),
         ((1, 0), ("151.490", "151.523")),
         ((2, 1), ("1.08402", "1.08446")),
     ]);
@@ -167,7 +173,7 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
     // Source ts is carried; a record without ts gets the Kafka timestamp; ids are escaped.
     let es_rec = tight
         .iter()
-        .find(|r| r.partition == 0 && r.header("pricefeed-raw-offset") == "10")
+        .find(|r| r.partition == 0 && r.header("pricefeed-raw-offset") == "11")
         .unwrap();
     assert_eq!(es_rec.json()["ts"], 1732230000999i64);
     assert_eq!(es_rec.json()["id"], "q-\"7\"");
@@ -189,10 +195,11 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
         .iter()
         .map(|r| r.header("pricefeed-raw-offset"))
         .collect();
-    assert_eq!(raw_offsets, ["1", "2", "3", "4", "5", "6", "7", "8"]);
+    assert_eq!(raw_offsets, ["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    assert!(dlq[8].header("pricefeed-error-detail").len() <= 1024);
 
     // Metrics count what happened.
-    assert_eq!(worker.metric("pricefeed_raw_records_total"), Some(14.0));
+    assert_eq!(worker.metric("pricefeed_raw_records_total"), Some(15.0));
     assert_eq!(
         worker.metric(r#"pricefeed_dead_lettered_total{reason="unknown_symbol"}"#),
         Some(1.0)

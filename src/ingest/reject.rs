@@ -40,6 +40,23 @@ impl Reject {
         "price_out_of_range",
     ];
 
+    /// The message for logs and the dead-letter header: at most [`Reject::MAX_DETAIL`] bytes,
+    /// cut on a character boundary (raw input quoted in it can be long and any UTF-8).
+    pub fn detail(&self) -> String {
+        let mut s = self.to_string();
+        if s.len() > Self::MAX_DETAIL {
+            let mut cut = Self::MAX_DETAIL - '…'.len_utf8();
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+        }
+        s
+    }
+
+    pub const MAX_DETAIL: usize = 1024;
+
     pub fn code(&self) -> &'static str {
         match self {
             Reject::MalformedJson(_) => "malformed_json",
@@ -70,5 +87,24 @@ impl fmt::Display for Reject {
             Reject::CrossedPrice => f.write_str("ask is below bid"),
             Reject::PriceOutOfRange => f.write_str("price above the supported maximum (1e12)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reject;
+
+    #[test]
+    fn detail_is_bounded_and_cut_on_a_char_boundary() {
+        for filler in ["€", "é", "a", "😀"] {
+            let reject = Reject::InvalidField {
+                field: "bid",
+                reason: filler.repeat(2000),
+            };
+            let detail = reject.detail();
+            assert!(detail.len() <= Reject::MAX_DETAIL, "{}", detail.len());
+            assert!(detail.ends_with('…'));
+        }
+        assert_eq!(Reject::NonPositiveBid.detail(), "bid must be positive");
     }
 }

@@ -159,8 +159,9 @@ impl WorkerContext {
                     );
                 }
                 self.push(AssignmentEvent::Assigned(plan));
-                if let Err(e) = consumer.assign(tpl) {
-                    self.fatal.set(format!("assigning partitions failed: {e}"));
+                match consumer.assign(tpl) {
+                    Ok(()) => self.ready.store(true, Ordering::Release),
+                    Err(e) => self.fatal.set(format!("assigning partitions failed: {e}")),
                 }
             }
             Err(e) => {
@@ -170,7 +171,6 @@ impl WorkerContext {
                 let _ = consumer.unassign();
             }
         }
-        self.ready.store(true, Ordering::Release);
     }
 
     fn plan(
@@ -236,6 +236,7 @@ impl ConsumerContext for WorkerContext {
             }
             other => {
                 error!("rebalance error: {:?}", other);
+                self.checkpoint(consumer, CommitMode::Sync);
                 self.push(AssignmentEvent::Revoked);
                 let _ = consumer.unassign();
             }

@@ -61,6 +61,8 @@ impl TransformOptions {
 pub enum TransformError {
     #[error("unknown channel {0:?}: it is not in channels.toml")]
     UnknownChannel(String),
+    #[error("the dead-letter topic {0:?} of this worker group is not usable: {1}")]
+    DeadLetterTopic(String, &'static str),
     #[error("Kafka: {0}")]
     Kafka(String),
     #[error("{0}")]
@@ -90,6 +92,20 @@ pub async fn run(
         && rules.channel(c).is_none()
     {
         return Err(TransformError::UnknownChannel(c.clone()));
+    }
+    let dead_letter = opts.dead_letter_topic(&rules);
+    if dead_letter.len() > 249 {
+        return Err(TransformError::DeadLetterTopic(
+            dead_letter,
+            "longer than 249 characters",
+        ));
+    }
+    if rules.channels.iter().any(|c| c.topic == dead_letter) || dead_letter == rules.kafka.raw_topic
+    {
+        return Err(TransformError::DeadLetterTopic(
+            dead_letter,
+            "it is also a channel or the raw topic",
+        ));
     }
     let raw = rules.kafka.raw_topic.clone();
     let reader = opts

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::context::{AssignmentEvent, DeliveryContext, Fatal, OutputProducer, WorkerContext};
 use super::process::{ChannelOutput, Processor, RecordMeta};
@@ -139,6 +139,7 @@ pub(super) fn run_loop(
     l.use_rules(&consumer, rules)?;
 
     let mut last_checkpoint = Instant::now();
+    let mut retry_rules_at = Instant::now();
     while !shutdown.is_cancelled() {
         if fatal.is_set() {
             break;
@@ -152,9 +153,15 @@ pub(super) fn run_loop(
             None => {}
         }
         let current = l.live.load();
-        if current.version != l.rules.version {
+        if current.version != l.rules.version && Instant::now() >= retry_rules_at {
             let rules = arc_swap::Guard::into_inner(current);
-            l.use_rules(&consumer, rules)?;
+            let version = rules.version.clone();
+            if let Err(e) = l.use_rules(&consumer, rules) {
+                // E.g. a new channel's topic cannot be created: keep pricing with the rules in
+                // use (records keep saying which version made them) and try again later.
+                error!(version = %version, "cannot switch to the reloaded rules yet: {e}");
+                retry_rules_at = Instant::now() + Duration::from_secs(10);
+            }
         }
         if last_checkpoint.elapsed() >= l.opts.commit_interval {
             consumer.context().checkpoint(&consumer, CommitMode::Async);
@@ -337,21 +344,20 @@ impl Loop {
         reject: &Reject,
     ) -> Result<(), TransformError> {
         let code = reject.code();
+        let detail = reject.detail();
         telemetry::dead_lettered(code);
         if self.log.allow(code) {
             warn!(
                 partition = m.partition(),
                 offset = m.offset(),
                 reason = code,
-                "raw record dead-lettered: {reject}"
+                "raw record dead-lettered: {detail}"
             );
         }
         let floors = self.floors.get(&m.partition());
         if floors.is_some_and(|f| f.written(&self.dead_letter_topic, m.offset())) {
             return Ok(());
         }
-        let mut detail = reject.to_string();
-        detail.truncate(1024);
         let offset = m.offset().to_string();
         let partition = m.partition().to_string();
         let headers = OwnedHeaders::new_with_capacity(6)
