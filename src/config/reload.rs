@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -56,7 +57,6 @@ pub fn reload_once(path: &Path, live: &LiveRules) -> ReloadOutcome {
         ReloadOutcome::Applied { version } => {
             info!(from = %current.version, to = %version, "channels.toml reloaded");
             telemetry::config_reload("applied");
-            telemetry::rules_version(version);
         }
         ReloadOutcome::Unchanged => {}
         ReloadOutcome::Rejected(errors) => {
@@ -135,11 +135,18 @@ pub async fn watch(path: PathBuf, live: LiveRules, watch_file: bool, shutdown: C
     // swapping a symlink): a periodic check catches those. An unchanged file costs one read.
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.tick().await;
+    let mut last_fingerprint = std::fs::read(&path).ok().map(|b| Sha256::digest(&b));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = poll.tick(), if watch_file => {
-                let _ = tx_poll.try_send(());
+                // Only a file whose bytes changed since the last look is worth a reload (and a
+                // rejected file is then reported once, not every few seconds).
+                let fingerprint = std::fs::read(&path).ok().map(|b| Sha256::digest(&b));
+                if fingerprint != last_fingerprint {
+                    last_fingerprint = fingerprint;
+                    let _ = tx_poll.try_send(());
+                }
             }
             got = rx.recv() => {
                 if got.is_none() { return; }

@@ -61,12 +61,47 @@ impl TransformOptions {
 pub enum TransformError {
     #[error("unknown channel {0:?}: it is not in channels.toml")]
     UnknownChannel(String),
+    #[error("Kafka option {0}={1} would break exactly-once output: {2}")]
+    UnsafeOption(String, String, &'static str),
     #[error("the dead-letter topic {0:?} of this worker group is not usable: {1}")]
     DeadLetterTopic(String, &'static str),
     #[error("Kafka: {0}")]
     Kafka(String),
     #[error("{0}")]
     Fatal(String),
+}
+
+/// Refuses librdkafka options that would silently break the exactly-once mechanism.
+pub fn check_options(kafka: &KafkaSettings) -> Result<(), TransformError> {
+    for (key, value) in &kafka.options {
+        let name = key
+            .strip_prefix("consumer.")
+            .or_else(|| key.strip_prefix("producer."))
+            .unwrap_or(key);
+        let v = value.trim().to_ascii_lowercase();
+        let why = match name {
+            "enable.idempotence" | "enable.gapless.guarantee" if v != "true" => {
+                "the producer must be idempotent and gapless"
+            }
+            "acks" | "request.required.acks" if v != "all" && v != "-1" => {
+                "records must be acknowledged by all in-sync replicas"
+            }
+            "enable.auto.commit" | "enable.auto.offset.store" if v != "false" => {
+                "offsets are committed only after the output is acknowledged"
+            }
+            "partition.assignment.strategy" if v.contains("cooperative") => {
+                "the worker uses eager rebalancing (range or roundrobin)"
+            }
+            "group.protocol" if v != "classic" => "the worker uses the classic group protocol",
+            _ => continue,
+        };
+        return Err(TransformError::UnsafeOption(
+            key.clone(),
+            value.clone(),
+            why,
+        ));
+    }
+    Ok(())
 }
 
 /// The channel topics a worker writes.
@@ -87,6 +122,7 @@ pub async fn run(
     shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 ) -> Result<(), TransformError> {
+    check_options(&opts.kafka)?;
     let rules = live.load_full();
     if let Some(c) = &opts.only_channel
         && rules.channel(c).is_none()
@@ -137,4 +173,40 @@ pub async fn run(
     tokio::task::spawn_blocking(move || worker::run_loop(opts, live, shutdown, ready, runtime))
         .await
         .map_err(|e| TransformError::Fatal(format!("worker thread panicked: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(options: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            brokers: "b".into(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn options_that_break_exactly_once_are_refused() {
+        for bad in [
+            ("enable.idempotence", "false"),
+            ("producer.enable.gapless.guarantee", "false"),
+            ("acks", "1"),
+            ("consumer.enable.auto.commit", "true"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("group.protocol", "consumer"),
+        ] {
+            let err = check_options(&with(&[bad])).unwrap_err();
+            assert!(err.to_string().contains(bad.0), "{err}");
+        }
+        check_options(&with(&[
+            ("acks", "all"),
+            ("consumer.session.timeout.ms", "6000"),
+            ("partition.assignment.strategy", "roundrobin"),
+        ]))
+        .unwrap();
+    }
 }
