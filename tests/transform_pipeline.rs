@@ -222,3 +222,68 @@ fn pricefeed_create_raw(broker: &Broker, raw: &str) {
     ))
     .unwrap();
 }
+
+#[test]
+fn a_single_channel_worker_writes_only_its_channel_and_its_own_dead_letters() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("one-channel");
+    let (dir, path) = write_config(&config(&prefix));
+    let raw = format!("{prefix}.raw");
+    pricefeed_create_raw(&broker, &raw);
+    let worker = spawn_pricefeed(
+        &broker,
+        &path,
+        &["transform", "--channel", "wide"],
+        dir.path(),
+    );
+
+    let eur = r#"{"symbol":"EURUSD","bid":"1.08412","ask":"1.08431"}"#;
+    let es = r#"{"symbol":"ES","bid":"6000.25","ask":"6000.50"}"#;
+    produce(
+        &broker,
+        &raw,
+        &[
+            (0, Some("EURUSD"), eur),
+            (0, Some("ES"), es),
+            (0, Some("EURUSD"), "{oops"),
+        ],
+    );
+    let wide = wait_for(Duration::from_secs(60), "the wide record", || {
+        let r = read_all(&broker, &format!("{prefix}.wide"), PARTITIONS);
+        (!r.is_empty()).then_some(r)
+    });
+    let dlq = wait_for(Duration::from_secs(30), "the channel's dead letter", || {
+        let r = read_all(&broker, &format!("{prefix}.dlq.wide"), PARTITIONS);
+        (!r.is_empty()).then_some(r)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(wide.len(), 1, "ES is not carried by wide: {wide:?}");
+    assert_eq!(wide[0].json()["bid"], "1.08402");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].header("pricefeed-error"), "malformed_json");
+    assert_eq!(dlq[0].header("pricefeed-raw-offset"), "2");
+    // The other channel and the all-channel dead-letter topic are not this group's business.
+    assert!(read_all(&broker, &format!("{prefix}.tight"), PARTITIONS).is_empty());
+    assert!(read_all(&broker, &format!("{prefix}.dlq"), PARTITIONS).is_empty());
+    assert!(
+        worker.log_text().contains("group=pricefeed-transform-wide"),
+        "its own consumer group: {}",
+        worker.log_text()
+    );
+}
+
+#[test]
+fn an_unknown_channel_is_refused_at_start() {
+    let prefix = unique_prefix("no-channel");
+    let (_dir, path) = write_config(&config(&prefix));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pricefeed"))
+        .arg("--config")
+        .arg(&path)
+        .args(["--brokers", "127.0.0.1:1", "transform", "--channel", "nope"])
+        .env("PRICEFEED_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown channel \"nope\""), "{stderr}");
+}
