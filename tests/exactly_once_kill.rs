@@ -27,27 +27,7 @@ const WORKER: &[&str] = &[
 
 fn config(prefix: &str) -> String {
     format!(
-        r#"{kafka}
-[instruments.EURUSD]
-tick = "0.00001"
-pip = "0.0001"
-precision = 5
-
-[instruments.USDJPY]
-tick = "0.001"
-pip = "0.01"
-precision = 3
-
-[instruments.BTCUSD]
-tick = "0.01"
-pip = "1"
-precision = 2
-
-[instruments.ES]
-tick = "0.25"
-pip = "0.25"
-precision = 2
-
+        r#"{kafka}{instruments}
 [channels.all]
 markup = {{ unit = "pips", bid = "0.2", ask = "0.3", min_spread = "0.5" }}
 
@@ -59,7 +39,8 @@ markup = {{ unit = "pips", bid = "1.0", ask = "1.2", min_spread = "2.0" }}
 symbols = ["BTCUSD"]
 markup = {{ unit = "bps", bid = "5", ask = "5", min_spread = "10" }}
 "#,
-        kafka = kafka_table(prefix, PARTITIONS)
+        kafka = kafka_table(prefix, PARTITIONS),
+        instruments = instruments(&["EURUSD", "USDJPY", "BTCUSD", "ES"]),
     )
 }
 

@@ -11,17 +11,13 @@ use pricefeed::config::Rules;
 
 fn config(prefix: &str, bid_pips: &str, ask_pips: &str, extra: &str) -> String {
     format!(
-        r#"{kafka}
-[instruments.EURUSD]
-tick = "0.00001"
-pip = "0.0001"
-precision = 5
-
+        r#"{kafka}{instruments}
 [channels.c]
 markup = {{ unit = "pips", bid = "{bid_pips}", ask = "{ask_pips}" }}
 {extra}
 "#,
-        kafka = kafka_table(prefix, 1)
+        kafka = kafka_table(prefix, 1),
+        instruments = instruments(&["EURUSD"]),
     )
 }
 
@@ -126,12 +122,5 @@ fn sighup_reloads_when_the_file_watch_is_off() {
 }
 
 fn ensure_raw(broker: &Broker, prefix: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(pricefeed::kafka::ensure_topics(
-        &settings(broker),
-        &[format!("{prefix}.raw")],
-        1,
-        1,
-    ))
-    .unwrap();
+    create_topic(broker, &format!("{prefix}.raw"), 1);
 }

@@ -11,12 +11,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn config(prefix: &str) -> String {
     format!(
-        r#"{kafka}
-[instruments.EURUSD]
-tick = "0.00001"
-pip = "0.0001"
-precision = 5
-
+        r#"{kafka}{instruments}
 [channels.flagged]
 markup = {{ unit = "pips", bid = "0.5", ask = "0.5" }}
 stale_after_ms = 5000
@@ -30,7 +25,8 @@ stale_policy = "withhold"
 [channels.never]
 markup = {{ unit = "pips", bid = "0.5", ask = "0.5" }}
 "#,
-        kafka = kafka_table(prefix, 1)
+        kafka = kafka_table(prefix, 1),
+        instruments = instruments(&["EURUSD"]),
     )
 }
 
@@ -47,14 +43,7 @@ fn old_prices_are_flagged_or_withheld_per_channel_policy() {
     let prefix = unique_prefix("stale");
     let (dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(pricefeed::kafka::ensure_topics(
-        &settings(&broker),
-        std::slice::from_ref(&raw),
-        1,
-        1,
-    ))
-    .unwrap();
+    create_topic(&broker, &raw, 1);
     let worker = spawn_pricefeed(&broker, &path, &["transform"], dir.path());
 
     let now = now_ms();

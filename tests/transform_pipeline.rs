@@ -12,22 +12,7 @@ const PARTITIONS: i32 = 3;
 
 fn config(prefix: &str) -> String {
     format!(
-        r#"{kafka}
-[instruments.EURUSD]
-tick = "0.00001"
-pip = "0.0001"
-precision = 5
-
-[instruments.USDJPY]
-tick = "0.001"
-pip = "0.01"
-precision = 3
-
-[instruments.ES]
-tick = "0.25"
-pip = "0.25"
-precision = 2
-
+        r#"{kafka}{instruments}
 [channels.tight]
 markup = {{ unit = "pips", bid = "0.1", ask = "0.1" }}
 
@@ -35,7 +20,8 @@ markup = {{ unit = "pips", bid = "0.1", ask = "0.1" }}
 symbols = ["EURUSD", "USDJPY"]
 markup = {{ unit = "pips", bid = "1.0", ask = "1.5", min_spread = "3" }}
 "#,
-        kafka = kafka_table(prefix, PARTITIONS)
+        kafka = kafka_table(prefix, PARTITIONS),
+        instruments = instruments(&["EURUSD", "USDJPY", "ES"]),
     )
 }
 
@@ -213,14 +199,7 @@ fn every_raw_record_becomes_one_record_per_channel_and_bad_ones_are_dead_lettere
 
 /// The raw topic is created by the feed side (here: the test), with the test's partitions.
 fn pricefeed_create_raw(broker: &Broker, raw: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(pricefeed::kafka::ensure_topics(
-        &settings(broker),
-        &[raw.to_string()],
-        PARTITIONS,
-        1,
-    ))
-    .unwrap();
+    create_topic(broker, raw, PARTITIONS);
 }
 
 #[test]

@@ -265,3 +265,34 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let (_, rest) = body.split_once("\r\n\r\n")?;
     Some(rest.to_string())
 }
+
+/// `[instruments.*]` tables for the test configs, from one list of realistic instruments.
+pub fn instruments(symbols: &[&str]) -> String {
+    symbols
+        .iter()
+        .map(|s| {
+            let (tick, pip, precision) = match *s {
+                "EURUSD" | "GBPUSD" => ("0.00001", "0.0001", 5),
+                "USDJPY" => ("0.001", "0.01", 3),
+                "BTCUSD" => ("0.01", "1", 2),
+                "ES" => ("0.25", "0.25", 2),
+                other => panic!("no test instrument {other}"),
+            };
+            format!(
+                "[instruments.{s}]\ntick = \"{tick}\"\npip = \"{pip}\"\nprecision = {precision}\n\n"
+            )
+        })
+        .collect()
+}
+
+/// Creates `topic` with `partitions` partitions, as the feed side would.
+pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(pricefeed::kafka::ensure_topics(
+        &settings(broker),
+        &[topic.to_string()],
+        partitions,
+        1,
+    ))
+    .expect("create topic");
+}
