@@ -166,3 +166,17 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The engine's fast decimal comparison agrees with rust_decimal's everywhere.
+    #[test]
+    fn fast_comparison_agrees_with_decimal(
+        (a, sa, b, sb) in (any::<i64>(), 0u32..=28, any::<i64>(), 0u32..=28)
+    ) {
+        use pricefeed::pricing::decimal::{cmp, max, min};
+        let (x, y) = (dec(a, sa), dec(b, sb));
+        prop_assert_eq!(cmp(x, y), x.cmp(&y));
+        prop_assert_eq!(min(x, y), x.min(y));
+        prop_assert_eq!(max(x, y), x.max(y));
+    }
+}

@@ -6,6 +6,54 @@ use rust_decimal::{Decimal, RoundingStrategy};
 /// value of the margin engine far inside `Decimal`'s 96-bit range.
 pub const MAX_PRICE: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0); // 1e12
 
+/// Powers of ten that fit an `i128` together with a 96-bit mantissa.
+const POW10: [i128; 13] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+];
+
+/// `a.cmp(&b)`, exact, without `rust_decimal`'s general rescaling in the common case: both
+/// mantissas are brought to the larger scale in an `i128`; when that would overflow (only for
+/// values far outside the price range) it falls back to `Decimal::cmp`.
+#[inline]
+pub fn cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
+    let (sa, sb) = (a.scale(), b.scale());
+    let diff = sa.abs_diff(sb) as usize;
+    let (ma, mb) = (a.mantissa(), b.mantissa());
+    let scaled = if diff >= POW10.len() {
+        None
+    } else if sa >= sb {
+        mb.checked_mul(POW10[diff]).map(|mb| (ma, mb))
+    } else {
+        ma.checked_mul(POW10[diff]).map(|ma| (ma, mb))
+    };
+    match scaled {
+        Some((ma, mb)) => ma.cmp(&mb),
+        None => a.cmp(&b),
+    }
+}
+
+#[inline]
+pub fn min(a: Decimal, b: Decimal) -> Decimal {
+    if cmp(a, b).is_le() { a } else { b }
+}
+
+#[inline]
+pub fn max(a: Decimal, b: Decimal) -> Decimal {
+    if cmp(a, b).is_ge() { a } else { b }
+}
+
 /// A tick size, with a fast path for powers of ten (0.00001, 0.01, 1) where rounding is a
 /// digit truncation instead of a division.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,10 +85,10 @@ impl TickSize {
         }
         let mut q = x.checked_div(self.size)?.floor();
         // The quotient was rounded to 28 significant digits; repair the last unit exactly.
-        while q.checked_mul(self.size)? > x {
+        while cmp(q.checked_mul(self.size)?, x).is_gt() {
             q -= Decimal::ONE;
         }
-        while (q + Decimal::ONE).checked_mul(self.size)? <= x {
+        while cmp((q + Decimal::ONE).checked_mul(self.size)?, x).is_le() {
             q += Decimal::ONE;
         }
         q.checked_mul(self.size).map(|v| v.normalize())
@@ -110,6 +158,36 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn fast_cmp_agrees_with_decimal_cmp() {
+        let values = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "1.0",
+            "1.00000000000000000000000001",
+            "0.99999",
+            "1.08412",
+            "1.084120",
+            "-1.08412",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "6000.25",
+            "6000.250000000001",
+            "97005",
+        ];
+        for a in values {
+            for b in values {
+                let (x, y) = (d(a), d(b));
+                assert_eq!(cmp(x, y), x.cmp(&y), "{a} vs {b}");
+                assert_eq!(min(x, y), x.min(y), "min {a} {b}");
+                assert_eq!(max(x, y), x.max(y), "max {a} {b}");
+            }
+        }
     }
 
     #[test]

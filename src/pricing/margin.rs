@@ -22,6 +22,7 @@
 
 use rust_decimal::Decimal;
 
+use super::decimal::{max, min};
 use super::{Instrument, PricingRule};
 
 /// A channel quote.
@@ -73,17 +74,17 @@ pub fn quote_at_mid(
     let bid_markup = rule.bid.resolve(mid).ok_or_else(overflow)?;
     let ask_markup = rule.ask.resolve(mid).ok_or_else(overflow)?;
     let tick = instrument.tick.size();
-    let min_spread = rule.min_spread.resolve(mid).ok_or_else(overflow)?.max(tick);
+    let min_spread = max(rule.min_spread.resolve(mid).ok_or_else(overflow)?, tick);
     let half_spread = min_spread.checked_mul(HALF).ok_or_else(overflow)?;
 
-    let raw_bid = bid
-        .checked_sub(bid_markup)
-        .ok_or_else(overflow)?
-        .min(mid.checked_sub(half_spread).ok_or_else(overflow)?);
-    let raw_ask = ask
-        .checked_add(ask_markup)
-        .ok_or_else(overflow)?
-        .max(mid.checked_add(half_spread).ok_or_else(overflow)?);
+    let raw_bid = min(
+        bid.checked_sub(bid_markup).ok_or_else(overflow)?,
+        mid.checked_sub(half_spread).ok_or_else(overflow)?,
+    );
+    let raw_ask = max(
+        ask.checked_add(ask_markup).ok_or_else(overflow)?,
+        mid.checked_add(half_spread).ok_or_else(overflow)?,
+    );
 
     let out_bid = instrument.tick.floor(raw_bid).ok_or_else(overflow)?;
     let out_ask = instrument.tick.ceil(raw_ask).ok_or_else(overflow)?;
