@@ -39,13 +39,33 @@ struct Cli {
     /// applied last, e.g. security.protocol=SSL or session.timeout.ms=6000.
     #[arg(long = "kafka-option", global = true, env = "PRICEFEED_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     kafka_options: Vec<(String, String)>,
+    /// What to run; `run` when omitted.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the command line; with no subcommand, `pricefeed [global flags]` means `run`.
+    fn parse_with_default() -> Cli {
+        let cli = Cli::parse();
+        if cli.command.is_some() {
+            return cli;
+        }
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        args.push("run".into());
+        Cli::parse_from(args)
+    }
+
+    fn command(&self) -> &Command {
+        self.command
+            .as_ref()
+            .expect("parse_with_default sets a command")
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every role in one process (today: the transform workers for all channels).
+    /// Every role in one process (today: the transform workers for all channels). The default.
     Run(WorkerArgs),
     /// A transform worker: prices.raw → prices.<channel>.
     Transform(TransformArgs),
@@ -130,13 +150,13 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_default();
     telemetry::init_logging();
-    if let Command::CheckConfig { file } = &cli.command {
+    if let Command::CheckConfig { file } = cli.command() {
         return check_config(file.as_deref().unwrap_or(&cli.config));
     }
     // Every role but `tail` needs valid rules before anything starts.
-    let rules = if matches!(cli.command, Command::Tail(_)) {
+    let rules = if matches!(cli.command(), Command::Tail(_)) {
         None
     } else {
         match Rules::load(&cli.config) {
@@ -230,7 +250,8 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         options: cli.kafka_options,
     };
     let shutdown = shutdown_on_signals();
-    if let Command::Tail(t) = cli.command {
+    let command = cli.command.expect("parse_with_default sets a command");
+    if let Command::Tail(t) = command {
         let opts = pricefeed::tail::TailOptions {
             kafka,
             topic: t.topic,
@@ -242,7 +263,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         return Ok(());
     }
     let rules = rules.context("rules are loaded for every role but tail")?;
-    let (worker, channel) = match cli.command {
+    let (worker, channel) = match command {
         Command::Run(w) => (w, None),
         Command::Transform(t) => (t.worker, t.channel),
         Command::Simulate(s) => {
