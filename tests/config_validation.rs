@@ -106,8 +106,10 @@ fn start_up_with_an_invalid_config_fails_before_binding_anything() {
         .local_addr()
         .unwrap()
         .port();
+    // No subcommand means `run`.
     for role in [
-        &["run"][..],
+        &[][..],
+        &["run"],
         &["transform", "--channel", "vip"],
         &["simulate"],
     ] {
