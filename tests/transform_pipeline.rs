@@ -218,6 +218,8 @@ fn a_single_channel_worker_writes_only_its_channel_and_its_own_dead_letters() {
 
     let eur = r#"{"symbol":"EURUSD","bid":"1.08412","ask":"1.08431"}"#;
     let es = r#"{"symbol":"ES","bid":"6000.25","ask":"6000.50"}"#;
+    // The last price is so small that wide's 1 pip markup would push the bid below zero.
+    let tiny = r#"{"symbol":"EURUSD","bid":"0.00005","ask":"0.00006"}"#;
     produce(
         &broker,
         &raw,
@@ -225,18 +227,28 @@ fn a_single_channel_worker_writes_only_its_channel_and_its_own_dead_letters() {
             (0, Some("EURUSD"), eur),
             (0, Some("ES"), es),
             (0, Some("EURUSD"), "{oops"),
+            (0, Some("EURUSD"), tiny),
         ],
     );
-    let wide = wait_for(Duration::from_secs(60), "the wide record", || {
+    wait_for(Duration::from_secs(60), "the wide record", || {
         let r = read_all(&broker, &format!("{prefix}.wide"), PARTITIONS);
-        (!r.is_empty()).then_some(r)
+        (!r.is_empty()).then_some(())
     });
     let dlq = wait_for(Duration::from_secs(30), "the channel's dead letter", || {
         let r = read_all(&broker, &format!("{prefix}.dlq.wide"), PARTITIONS);
         (!r.is_empty()).then_some(r)
     });
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(wide.len(), 1, "ES is not carried by wide: {wide:?}");
+    wait_for(Duration::from_secs(30), "the unquotable price", || {
+        worker
+            .metric(r#"pricefeed_withheld_total{channel="wide",reason="unquotable"}"#)
+            .filter(|n| *n >= 1.0)
+    });
+    let wide = read_all(&broker, &format!("{prefix}.wide"), PARTITIONS);
+    assert_eq!(
+        wide.len(),
+        1,
+        "ES is not carried, the tiny price is withheld: {wide:?}"
+    );
     assert_eq!(wide[0].json()["bid"], "1.08402");
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].header("pricefeed-error"), "malformed_json");

@@ -4,9 +4,12 @@ mod walk;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::FromClientConfig;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -39,6 +42,28 @@ pub enum SimulateError {
     ZeroRate,
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaFailure),
+    #[error("{0} records were not delivered to Kafka (see the log)")]
+    Undelivered(u64),
+}
+
+/// Counts records Kafka did not take, so the simulator never reports them as sent.
+#[derive(Default)]
+struct SimContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for SimContext {}
+
+impl ProducerContext for SimContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && self.failed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::error!("a simulated record was not delivered: {e}");
+        }
+    }
 }
 
 /// Sends records until `count` or `shutdown`; returns how many were sent. Creates the raw topic
@@ -74,8 +99,9 @@ pub async fn run(
     let mut config = opts.kafka.producer_config();
     // Same key → same partition as Java clients would choose.
     config.set("partitioner", "murmur2_random");
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        ThreadedProducer::from_config(&config).map_err(kafka::ctx("creating the producer"))?;
+    let producer: ThreadedProducer<SimContext> =
+        ThreadedProducer::from_config_and_context(&config, SimContext::default())
+            .map_err(kafka::ctx("creating the producer"))?;
 
     let mut walk = Walk::new(&instruments, opts.seed, opts.malformed_ratio);
     let valid = telemetry::simulated("valid");
@@ -122,10 +148,16 @@ pub async fn run(
             sent += 1;
         }
     }
-    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
-        .await
-        .map_err(|e| kafka::KafkaFailure::Other(e.to_string()))?;
+    let (flushed, failed) = tokio::task::spawn_blocking(move || {
+        let flushed = producer.flush(Duration::from_secs(30));
+        (flushed, producer.context().failed.load(Ordering::Relaxed))
+    })
+    .await
+    .map_err(|e| kafka::KafkaFailure::Other(e.to_string()))?;
     flushed.map_err(kafka::ctx("flushing the simulator"))?;
+    if failed > 0 {
+        return Err(SimulateError::Undelivered(failed));
+    }
     info!(sent, "simulator finished");
     Ok(sent)
 }

@@ -230,6 +230,10 @@ impl ConsumerContext for WorkerContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Everything polled so far is enqueued: wait for it, commit, then let go.
                 self.checkpoint(consumer, CommitMode::Sync);
+                // The new owner reports these partitions' lag from now on.
+                for e in tpl.elements_for_topic(&self.raw_topic) {
+                    telemetry::consumer_lag(e.partition(), 0);
+                }
                 self.push(AssignmentEvent::Revoked);
                 let _ = consumer.unassign();
                 info!("raw partitions revoked");
