@@ -180,3 +180,50 @@ proptest! {
         prop_assert_eq!(max(x, y), x.max(y));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// The integer engine and the Decimal reference give the same quote (or the same error) for
+    /// any instrument, rule and price, including negative markups.
+    #[test]
+    fn integer_and_decimal_engines_agree(
+        ins in instrument(),
+        rule in rule(),
+        (bm, am) in (-1_000i64..1_000, -1_000i64..1_000),
+        negative in any::<bool>(),
+        (bid, ask) in source(),
+    ) {
+        use pricefeed::pricing::{midpoint, quote_at_mid, quote_at_mid_decimal};
+        let rule = if negative {
+            let t = ins.tick.size();
+            PricingRule {
+                bid: Amount::Price(Decimal::from(bm) * t),
+                ask: Amount::Price(Decimal::from(am) * t),
+                ..rule
+            }
+        } else {
+            rule
+        };
+        let mid = midpoint(bid, ask).unwrap();
+        prop_assert_eq!(
+            quote_at_mid(&ins, &rule, bid, ask, mid),
+            quote_at_mid_decimal(&ins, &rule, bid, ask, mid)
+        );
+    }
+}
+
+proptest! {
+    /// Wire formatting is exact: exactly `precision` decimals, and it reads back as the same
+    /// number.
+    #[test]
+    fn fixed_formatting_round_trips(m in any::<i64>(), scale in 0u32..=12, extra in 0u32..=6) {
+        use pricefeed::pricing::decimal::to_fixed;
+        let v = dec(m, scale);
+        let precision = scale + extra;
+        let text = to_fixed(v, precision);
+        let decimals = text.split_once('.').map_or(0, |(_, f)| f.len());
+        prop_assert_eq!(decimals as u32, precision, "{}", text);
+        prop_assert_eq!(text.parse::<Decimal>().unwrap(), v);
+    }
+}

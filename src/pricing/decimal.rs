@@ -109,25 +109,37 @@ impl TickSize {
 /// `value` must not carry more than `precision` decimal places (tick multiples never do: the
 /// config validator checks the tick fits the precision); extra places are rounded half-even.
 pub fn write_fixed(out: &mut Vec<u8>, value: Decimal, precision: u32) {
-    let mut v = value;
-    if v.scale() > precision {
-        v = v.round_dp(precision);
-    }
-    v.rescale(precision);
-    if v.scale() != precision {
-        // Not representable at this precision inside 96 bits: fall back to Display.
-        out.extend_from_slice(value.to_string().as_bytes());
-        return;
-    }
-    let mantissa = v.mantissa();
-    if mantissa < 0 {
-        out.push(b'-');
-    }
+    // Fast path: the mantissa brought to `precision` places fits a u64 (every realistic price).
+    let scale = value.scale();
+    let small = (scale <= precision)
+        .then(|| u64::try_from(value.mantissa().unsigned_abs()).ok())
+        .flatten()
+        .and_then(|m| m.checked_mul(10u64.checked_pow(precision - scale)?));
     let mut buf = itoa::Buffer::new();
-    let abs = mantissa.unsigned_abs();
-    let digits = match u64::try_from(abs) {
-        Ok(small) => buf.format(small).as_bytes(),
-        Err(_) => buf.format(abs).as_bytes(),
+    let digits = match small {
+        Some(m) => {
+            if value.is_sign_negative() && m != 0 {
+                out.push(b'-');
+            }
+            buf.format(m).as_bytes()
+        }
+        None => {
+            let mut v = value;
+            if v.scale() > precision {
+                v = v.round_dp(precision);
+            }
+            v.rescale(precision);
+            if v.scale() != precision {
+                // Not representable at this precision inside 96 bits: fall back to Display.
+                out.extend_from_slice(value.to_string().as_bytes());
+                return;
+            }
+            let mantissa = v.mantissa();
+            if mantissa < 0 {
+                out.push(b'-');
+            }
+            buf.format(mantissa.unsigned_abs()).as_bytes()
+        }
     };
     let p = precision as usize;
     if p == 0 {
@@ -229,5 +241,15 @@ mod tests {
         assert_eq!(to_fixed(d("42"), 0), "42");
         assert_eq!(to_fixed(d("-1.5"), 2), "-1.50");
         assert_eq!(to_fixed(d("0"), 2), "0.00");
+        assert_eq!(to_fixed(d("-0.00"), 2), "0.00");
+        assert_eq!(to_fixed(d("1.2345678"), 4), "1.2346");
+        assert_eq!(
+            to_fixed(d("79228162514264337593543950335"), 2),
+            "79228162514264337593543950335"
+        );
+        assert_eq!(
+            to_fixed(d("123456789012.5"), 12),
+            "123456789012.500000000000"
+        );
     }
 }

@@ -9,5 +9,5 @@ pub mod margin;
 pub mod markup;
 
 pub use instrument::{Instrument, Tick};
-pub use margin::{Quote, QuoteError, midpoint, quote, quote_at_mid};
+pub use margin::{Quote, QuoteError, midpoint, quote, quote_at_mid, quote_at_mid_decimal};
 pub use markup::{Amount, Markup, PricingRule, Unit};
