@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy, and all tests (unit, property, and the
+# Runs every check CI runs: formatting, clippy, and all tests (unit, property, doc, and the
 # integration tests that start their own throwaway Kafka broker on a free port).
 # Extra arguments go to `cargo test`, e.g. scripts/test.sh --test exactly_once_kill.
 set -euo pipefail
@@ -9,4 +9,15 @@ cd "$root"
 scripts/install-broker.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked "$@"
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one summary per binary).
+grep -E '^test result:' "$log" \
+  | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
+  | awk '{p += $1; f += $2} END {printf "%d passed, %d failed\n", p, f}'
+exit "$status"

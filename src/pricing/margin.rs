@@ -46,6 +46,26 @@ pub enum QuoteError {
 const HALF: Decimal = Decimal::from_parts(5, 0, 0, false, 1);
 
 /// Applies `rule` to a validated source quote (`0 < bid <= ask`).
+///
+/// ```
+/// use pricefeed::pricing::{Amount, Instrument, PricingRule, Tick, quote};
+/// use rust_decimal::Decimal;
+///
+/// let eurusd = Instrument {
+///     symbol: "EURUSD".into(),
+///     tick: Tick::new(Decimal::new(1, 5)), // 0.00001
+///     pip: Decimal::new(1, 4),             // 0.0001
+///     precision: 5,
+/// };
+/// // 1 pip off the bid, 1.2 pips on the ask, no minimum spread beyond one tick.
+/// let retail = PricingRule {
+///     bid: Amount::Price(Decimal::new(1, 4)),
+///     ask: Amount::Price(Decimal::new(12, 5)),
+///     min_spread: Amount::Price(Decimal::ZERO),
+/// };
+/// let q = quote(&eurusd, &retail, Decimal::new(108412, 5), Decimal::new(108431, 5)).unwrap();
+/// assert_eq!((q.bid.to_string(), q.ask.to_string()), ("1.08402".into(), "1.08443".into()));
+/// ```
 pub fn quote(
     instrument: &Instrument,
     rule: &PricingRule,
