@@ -95,22 +95,37 @@ pub fn quote_at_mid(
     ask: Decimal,
     mid: Decimal,
 ) -> Result<Quote, QuoteError> {
-    let overflow = || QuoteError::Overflow;
-    let bid_markup = rule.bid.resolve(mid).ok_or_else(overflow)?;
-    let ask_markup = rule.ask.resolve(mid).ok_or_else(overflow)?;
-    let min_spread = rule.min_spread.resolve(mid).ok_or_else(overflow)?;
+    let amounts = Amounts::resolve(rule, mid)?;
     let values = [
         bid,
         ask,
         mid,
-        bid_markup,
-        ask_markup,
-        min_spread,
+        amounts.bid,
+        amounts.ask,
+        amounts.min_spread,
         instrument.tick.size(),
     ];
     match fixed::quote(values) {
         Some(result) => result,
-        None => quote_at_mid_decimal(instrument, rule, bid, ask, mid),
+        None => decimal_engine(instrument, &amounts, bid, ask, mid),
+    }
+}
+
+/// A rule's amounts in price units for one mid.
+struct Amounts {
+    bid: Decimal,
+    ask: Decimal,
+    min_spread: Decimal,
+}
+
+impl Amounts {
+    fn resolve(rule: &PricingRule, mid: Decimal) -> Result<Amounts, QuoteError> {
+        let resolve = |a: super::Amount| a.resolve(mid).ok_or(QuoteError::Overflow);
+        Ok(Amounts {
+            bid: resolve(rule.bid)?,
+            ask: resolve(rule.ask)?,
+            min_spread: resolve(rule.min_spread)?,
+        })
     }
 }
 
@@ -122,11 +137,20 @@ pub fn quote_at_mid_decimal(
     ask: Decimal,
     mid: Decimal,
 ) -> Result<Quote, QuoteError> {
+    decimal_engine(instrument, &Amounts::resolve(rule, mid)?, bid, ask, mid)
+}
+
+fn decimal_engine(
+    instrument: &Instrument,
+    amounts: &Amounts,
+    bid: Decimal,
+    ask: Decimal,
+    mid: Decimal,
+) -> Result<Quote, QuoteError> {
     let overflow = || QuoteError::Overflow;
-    let bid_markup = rule.bid.resolve(mid).ok_or_else(overflow)?;
-    let ask_markup = rule.ask.resolve(mid).ok_or_else(overflow)?;
+    let (bid_markup, ask_markup) = (amounts.bid, amounts.ask);
     let tick = instrument.tick.size();
-    let min_spread = max(rule.min_spread.resolve(mid).ok_or_else(overflow)?, tick);
+    let min_spread = max(amounts.min_spread, tick);
     let half_spread = min_spread.checked_mul(HALF).ok_or_else(overflow)?;
 
     let raw_bid = min(
