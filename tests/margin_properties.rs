@@ -74,9 +74,14 @@ fn run(ins: &Instrument, rule: &PricingRule, bid: Decimal, ask: Decimal) -> Opti
     match quote(ins, rule, bid, ask) {
         Ok(q) => Some(q),
         Err(QuoteError::NonPositiveBid) => {
+            // Legitimate exactly when the unrounded bid is below one tick, so that it floors to
+            // zero or less (e.g. a price of 16 on a tick of 16 cannot be quoted a tick wide).
+            let t = ins.tick.size();
+            let half = resolve(rule.min_spread, bid, ask).max(t) / Decimal::TWO;
+            let raw_bid = (bid - resolve(rule.bid, bid, ask)).min(mid(bid, ask) - half);
             assert!(
-                bid - resolve(rule.bid, bid, ask)
-                    < ins.tick.size() + resolve(rule.min_spread, bid, ask)
+                raw_bid < t,
+                "unquotable but the raw bid {raw_bid} is at least a tick {t}"
             );
             None
         }
