@@ -1,7 +1,7 @@
-//! The process's HTTP surface: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+//! The process's HTTP surface: `/metrics` (Prometheus), `/healthz`, `/readyz`, and the edge's
+//! routes when the process runs an edge.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,14 +10,21 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// One part of the process that must be ready: its name, what it waits for, and the check.
+#[derive(Clone)]
+pub struct ReadyCheck {
+    pub name: &'static str,
+    pub waiting_for: &'static str,
+    pub check: Arc<dyn Fn() -> bool + Send + Sync>,
+}
 
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Option<PrometheusHandle>,
-    /// True once the worker has joined its consumer group and received its partitions.
-    pub ready: Arc<AtomicBool>,
+    /// Every role's readiness; `/readyz` is 200 when all are ready.
+    pub ready: Vec<ReadyCheck>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -44,22 +51,32 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
+    let waiting: Vec<String> = s
+        .ready
+        .iter()
+        .filter(|c| !(c.check)())
+        .map(|c| format!("{}: {}", c.name, c.waiting_for))
+        .collect();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "starting: waiting for Kafka partitions\n",
+            format!("not ready: {}\n", waiting.join("; ")),
         )
     }
 }
 
 /// Serves `router` on `listener` until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     router: Router,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

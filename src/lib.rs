@@ -1,11 +1,13 @@
-//! pricefeed: raw prices from Kafka, per-channel margins, one sub stream per channel.
+//! pricefeed: raw prices from Kafka, per-channel margins, one sub stream per channel, and a
+//! WebSocket edge that serves each client its view of them.
 //!
 //! Data flow (and module layout): [`ingest`] decodes `prices.raw`, [`pricing`] applies the margin
-//! rules of [`config`], [`transform`] workers write `prices.<channel>`; [`simulate`] is a demo
-//! feed and [`tail`] a topic viewer; [`kafka`] builds every Kafka client; [`http`] and
-//! [`telemetry`] expose the process.
+//! rules of [`config`], [`transform`] workers write `prices.<channel>`, and the [`edge`] reads
+//! those and serves WebSocket clients; [`simulate`] is a demo feed and [`tail`] a topic viewer;
+//! [`kafka`] builds every Kafka client; [`http`], [`tls`] and [`telemetry`] expose the process.
 
 pub mod config;
+pub mod edge;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
@@ -13,11 +15,12 @@ pub mod pricing;
 pub mod simulate;
 pub mod tail;
 pub mod telemetry;
+pub mod tls;
 pub mod transform;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use config::Rules;
+use edge::{EdgeError, EdgeOptions};
 use transform::{TransformError, TransformOptions};
 
 /// Where the rules come from and how changes are picked up.
@@ -36,42 +40,161 @@ pub struct ConfigSource {
     pub watch: bool,
 }
 
-/// Everything a transform process runs: the worker, hot reload of the config, and HTTP on
-/// `listener`. Returns when `shutdown` fires (after draining) or the worker fails.
-pub async fn run_transform(
-    opts: TransformOptions,
+/// Which roles this process runs.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub transform: Option<TransformOptions>,
+    pub edge: Option<EdgeOptions>,
+}
+
+/// The HTTP listener: plain TCP, or TLS with this server config.
+pub struct HttpListener {
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
+    #[error("HTTP: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs the given roles with hot reload of the config and HTTP on `listener` until `shutdown`
+/// fires (then drains: sessions get a Close frame, the transform flushes and commits) or a role
+/// fails.
+pub async fn run(
+    roles: Roles,
     rules: Rules,
     config: ConfigSource,
-    listener: TcpListener,
+    listener: HttpListener,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
-) -> Result<(), TransformError> {
+) -> Result<(), ServiceError> {
     let live = Arc::new(ArcSwap::from_pointee(rules));
     telemetry::rules_version(&live.load().version);
-    let ready = Arc::new(AtomicBool::new(false));
     let tasks = TaskTracker::new();
     let background = shutdown.child_token();
-
     tasks.spawn(config::reload::watch(
         config.path,
         live.clone(),
         config.watch,
         background.clone(),
     ));
-    let router = http::router(http::HttpState {
-        metrics,
-        ready: ready.clone(),
-    });
+
+    let mut ready = Vec::new();
+    let transform_ready = Arc::new(AtomicBool::new(false));
+    if roles.transform.is_some() {
+        let r = transform_ready.clone();
+        ready.push(http::ReadyCheck {
+            name: "transform",
+            waiting_for: "joining the consumer group and receiving partitions",
+            check: Arc::new(move || r.load(Ordering::Acquire)),
+        });
+    }
+    let slot: edge::http::EdgeSlot = Arc::new(OnceLock::new());
+    if roles.edge.is_some() {
+        let s = slot.clone();
+        ready.push(http::ReadyCheck {
+            name: "edge",
+            waiting_for: "reading the channel topics up to their end, with Kafka answering",
+            check: Arc::new(move || s.get().is_some_and(|e| e.ready())),
+        });
+    }
+    let mut router = http::router(http::HttpState { metrics, ready });
+    if roles.edge.is_some() {
+        router = router.merge(edge::http::routes(slot.clone()));
+    }
     let http_token = background.clone();
-    tasks.spawn(async move {
-        if let Err(e) = http::serve(listener, router, http_token).await {
-            tracing::error!("HTTP server stopped: {e}");
+    let local = listener.tcp.local_addr()?;
+    match listener.tls {
+        Some(tls) => {
+            let l = tls::TlsListener::new(listener.tcp, tls)?;
+            tracing::info!(addr = %local, "HTTPS listening");
+            tasks.spawn(async move {
+                if let Err(e) = http::serve(l, router, http_token).await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
         }
-    });
+        None => {
+            tracing::info!(addr = %local, "HTTP listening");
+            let tcp = listener.tcp;
+            tasks.spawn(async move {
+                if let Err(e) = http::serve(tcp, router, http_token).await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
+        }
+    }
     tasks.close();
 
-    let result = transform::run(opts, live, shutdown.clone(), ready).await;
+    // The transform runs on its own; the edge starts once the channel topics exist (in `run`,
+    // the transform creates them).
+    let mut transform = roles.transform.map(|opts| {
+        tokio::spawn(transform::run(
+            opts,
+            live.clone(),
+            shutdown.clone(),
+            transform_ready,
+        ))
+    });
+    let result = async {
+        let mut edge = None;
+        if let Some(opts) = roles.edge {
+            tokio::select! {
+                r = edge::start(opts, live.clone(), shutdown.clone()) => {
+                    if let Some(e) = r? {
+                        let _ = slot.set(e.clone());
+                        edge = Some(e);
+                    }
+                }
+                r = join(&mut transform) => return r,
+            }
+        }
+        let outcome = if transform.is_some() {
+            join(&mut transform).await
+        } else {
+            shutdown.cancelled().await;
+            Ok(())
+        };
+        if let Some(e) = edge {
+            e.drain().await;
+        }
+        outcome
+    }
+    .await;
+    shutdown.cancel();
+    let _ = join_if_running(&mut transform).await;
     background.cancel();
     tasks.wait().await;
     result
+}
+
+type TransformTask = Option<tokio::task::JoinHandle<Result<(), TransformError>>>;
+
+/// Waits for the transform task to end (forever when there is none).
+async fn join(transform: &mut TransformTask) -> Result<(), ServiceError> {
+    match transform {
+        None => std::future::pending().await,
+        Some(handle) => {
+            let r = handle.await;
+            *transform = None;
+            match r {
+                Ok(r) => r.map_err(ServiceError::from),
+                Err(e) => Err(TransformError::Fatal(format!("transform task: {e}")).into()),
+            }
+        }
+    }
+}
+
+async fn join_if_running(transform: &mut TransformTask) -> Result<(), ServiceError> {
+    if transform.is_some() {
+        join(transform).await
+    } else {
+        Ok(())
+    }
 }

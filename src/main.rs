@@ -65,10 +65,13 @@ impl Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every role in one process (today: the transform workers for all channels). The default.
-    Run(WorkerArgs),
+    /// Every role in one process: the transform workers for all channels and the WebSocket edge.
+    /// The default.
+    Run(RunArgs),
     /// A transform worker: prices.raw → prices.<channel>.
     Transform(TransformArgs),
+    /// A WebSocket edge: serves prices.<channel> to clients (any number can run side by side).
+    Edge(EdgeCommandArgs),
     /// A realistic raw-price feed for demos and load tests.
     Simulate(SimulateArgs),
     /// Print the latest records of a topic (e.g. prices.retail) with their headers.
@@ -78,31 +81,96 @@ enum Command {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
     },
+    /// Sign an HS256 client token with the secret named by [auth] secret_env (demos, tests, ops).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where HTTP is served: the WebSocket edge, /stats, /metrics, /healthz, /readyz.
+    #[arg(long, env = "PRICEFEED_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Serve HTTPS/WSS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "PRICEFEED_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "PRICEFEED_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Do not watch the config file; reload only on SIGHUP.
+    #[arg(long, env = "PRICEFEED_NO_WATCH")]
+    no_watch: bool,
 }
 
 #[derive(Args)]
 struct WorkerArgs {
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "PRICEFEED_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    http_addr: SocketAddr,
     /// Consumer group (default: pricefeed-transform[-<channel>]).
     #[arg(long, env = "PRICEFEED_GROUP_ID")]
     group_id: Option<String>,
-    /// Do not watch the config file; reload only on SIGHUP.
-    #[arg(long, env = "PRICEFEED_NO_WATCH")]
-    no_watch: bool,
     /// How often output is flushed and raw offsets committed, in milliseconds.
     #[arg(long, env = "PRICEFEED_COMMIT_INTERVAL_MS", default_value_t = 1000)]
     commit_interval_ms: u64,
 }
 
 #[derive(Args)]
+struct EdgeArgs {
+    /// Serve only these channels, comma-separated (default: every channel).
+    #[arg(
+        long = "edge-channels",
+        env = "PRICEFEED_EDGE_CHANNELS",
+        value_delimiter = ','
+    )]
+    edge_channels: Option<Vec<String>>,
+    /// This node's name in session ids (default: random).
+    #[arg(long, env = "PRICEFEED_NODE_ID")]
+    node_id: Option<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+#[derive(Args)]
 struct TransformArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(flatten)]
     worker: WorkerArgs,
     /// Serve only this channel, in its own consumer group.
     #[arg(long, env = "PRICEFEED_CHANNEL")]
     channel: Option<String>,
+}
+
+#[derive(Args)]
+struct EdgeCommandArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The user the token names.
+    #[arg(long)]
+    sub: String,
+    /// Channels the user may see, comma-separated; "*" for all.
+    #[arg(long, value_delimiter = ',', required = true)]
+    channels: Vec<String>,
+    /// Only these symbols (default: all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    symbols: Option<Vec<String>>,
+    /// Allow publishing raw prices.
+    #[arg(long)]
+    publish: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
 }
 
 #[derive(Args)]
@@ -156,6 +224,15 @@ fn main() -> ExitCode {
         return check_config(file.as_deref().unwrap_or(&cli.config));
     }
     // Every role but `tail` needs valid rules before anything starts.
+    if let Command::Token(t) = cli.command() {
+        return match Rules::load(&cli.config) {
+            Ok(rules) => token(&rules, t),
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rules = if matches!(cli.command(), Command::Tail(_)) {
         None
     } else {
@@ -204,6 +281,47 @@ fn check_config(path: &Path) -> ExitCode {
         }
         Err(errors) => {
             eprint!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(rules: &Rules, t: &TokenArgs) -> ExitCode {
+    use pricefeed::config::JwtAlgorithm;
+    use pricefeed::edge::auth::{Claims, sign_hs256};
+    if rules.auth.algorithm != JwtAlgorithm::Hs256 {
+        eprintln!(
+            "pricefeed token signs HS256 only; this config verifies {:?} tokens, which your identity provider issues",
+            rules.auth.algorithm
+        );
+        return ExitCode::from(2);
+    }
+    let Ok(secret) = std::env::var(&rules.auth.secret_env) else {
+        eprintln!(
+            "the environment variable {} (auth.secret_env) must hold the HS256 secret",
+            rules.auth.secret_env
+        );
+        return ExitCode::from(2);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Claims {
+        sub: t.sub.clone(),
+        channels: t.channels.clone(),
+        symbols: t.symbols.clone(),
+        publish: t.publish,
+        exp: now + t.ttl,
+        iss: rules.auth.issuer.clone(),
+        aud: rules.auth.audience.clone(),
+    };
+    match sign_hs256(&claims, secret.as_bytes()) {
+        Ok(tok) => {
+            println!("{tok}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signing failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -263,9 +381,46 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         return Ok(());
     }
     let rules = rules.context("rules are loaded for every role but tail")?;
-    let (worker, channel) = match command {
-        Command::Run(w) => (w, None),
-        Command::Transform(t) => (t.worker, t.channel),
+    let edge_opts = |e: EdgeArgs| pricefeed::edge::EdgeOptions {
+        kafka: kafka.clone(),
+        config_dir: cli
+            .config
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        channels: e.edge_channels,
+        node_id: e.node_id,
+    };
+    let transform_opts = |w: WorkerArgs, channel: Option<String>| TransformOptions {
+        kafka: kafka.clone(),
+        group_id: w
+            .group_id
+            .unwrap_or_else(|| TransformOptions::default_group(channel.as_deref())),
+        only_channel: channel,
+        commit_interval: Duration::from_millis(w.commit_interval_ms.max(10)),
+    };
+    let (serve, roles) = match command {
+        Command::Run(r) => (
+            r.serve,
+            pricefeed::Roles {
+                transform: Some(transform_opts(r.worker, None)),
+                edge: Some(edge_opts(r.edge)),
+            },
+        ),
+        Command::Transform(t) => (
+            t.serve,
+            pricefeed::Roles {
+                transform: Some(transform_opts(t.worker, t.channel)),
+                edge: None,
+            },
+        ),
+        Command::Edge(e) => (
+            e.serve,
+            pricefeed::Roles {
+                transform: None,
+                edge: Some(edge_opts(e.edge)),
+            },
+        ),
         Command::Simulate(s) => {
             if let Some(addr) = s.http_addr {
                 let metrics = start_metrics()?;
@@ -274,7 +429,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                     .with_context(|| format!("binding HTTP on {addr}"))?;
                 let router = pricefeed::http::router(pricefeed::http::HttpState {
                     metrics: Some(metrics),
-                    ready: std::sync::Arc::new(true.into()),
+                    ready: Vec::new(),
                 });
                 tokio::spawn(pricefeed::http::serve(listener, router, shutdown.clone()));
             }
@@ -289,25 +444,23 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
             simulate::run(opts, &rules, shutdown).await?;
             return Ok(());
         }
-        Command::Tail(_) | Command::CheckConfig { .. } => unreachable!("handled above"),
+        Command::Tail(_) | Command::CheckConfig { .. } | Command::Token(_) => {
+            unreachable!("handled above")
+        }
+    };
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(pricefeed::tls::server_config(cert, key)?),
+        _ => None,
     };
     let metrics = start_metrics()?;
-    let listener = tokio::net::TcpListener::bind(worker.http_addr)
+    let tcp = tokio::net::TcpListener::bind(serve.http_addr)
         .await
-        .with_context(|| format!("binding HTTP on {}", worker.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP listening (/metrics, /healthz, /readyz)");
-    let opts = TransformOptions {
-        kafka,
-        group_id: worker
-            .group_id
-            .unwrap_or_else(|| TransformOptions::default_group(channel.as_deref())),
-        only_channel: channel,
-        commit_interval: Duration::from_millis(worker.commit_interval_ms.max(10)),
-    };
+        .with_context(|| format!("binding HTTP on {}", serve.http_addr))?;
     let source = pricefeed::ConfigSource {
-        path: cli.config,
-        watch: !worker.no_watch,
+        path: cli.config.clone(),
+        watch: !serve.no_watch,
     };
-    pricefeed::run_transform(opts, rules, source, listener, Some(metrics), shutdown).await?;
+    let listener = pricefeed::HttpListener { tcp, tls };
+    pricefeed::run(roles, rules, source, listener, Some(metrics), shutdown).await?;
     Ok(())
 }

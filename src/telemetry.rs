@@ -21,6 +21,17 @@ pub const CONFIG_RELOADS: &str = "pricefeed_config_reloads_total";
 pub const RULES_INFO: &str = "pricefeed_rules_info";
 pub const PRODUCE_ERRORS: &str = "pricefeed_produce_errors_total";
 pub const SIMULATED: &str = "pricefeed_simulated_records_total";
+pub const EDGE_CONNECTIONS: &str = "pricefeed_edge_connections";
+pub const EDGE_RECORDS_IN: &str = "pricefeed_edge_records_in_total";
+pub const EDGE_DELIVERED: &str = "pricefeed_edge_delivered_total";
+pub const EDGE_CONFLATED: &str = "pricefeed_edge_conflated_total";
+pub const EDGE_SLOW_CLOSES: &str = "pricefeed_edge_slow_consumer_closes_total";
+pub const EDGE_AUTH_FAILURES: &str = "pricefeed_edge_auth_failures_total";
+pub const EDGE_CLIENT_ERRORS: &str = "pricefeed_edge_client_errors_total";
+pub const EDGE_LATENCY_SECONDS: &str = "pricefeed_edge_delivery_latency_seconds";
+pub const EDGE_RESUMES: &str = "pricefeed_edge_resumes_total";
+pub const EDGE_PUBLISHED: &str = "pricefeed_edge_published_total";
+pub const EDGE_BAD_RECORDS: &str = "pricefeed_edge_bad_records_total";
 
 /// Initialises logging: `RUST_LOG` filters (default `info`), `PRICEFEED_LOG_FORMAT=json` for
 /// JSON lines. Safe to call more than once.
@@ -89,6 +100,44 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         SIMULATED,
         "Records written by the simulator, by kind (valid, malformed)."
+    );
+    describe_gauge!(EDGE_CONNECTIONS, "Open WebSocket connections.");
+    describe_counter!(
+        EDGE_RECORDS_IN,
+        "Channel records the edge read from Kafka, per channel."
+    );
+    describe_counter!(
+        EDGE_DELIVERED,
+        "Price frames written to client sockets, per channel (live, replayed and conflated)."
+    );
+    describe_counter!(
+        EDGE_CONFLATED,
+        "Times a slow client was skipped ahead to the latest price per symbol, per channel."
+    );
+    describe_counter!(
+        EDGE_SLOW_CLOSES,
+        "Connections closed because the client could not keep up (slow_consumer), per reason."
+    );
+    describe_counter!(
+        EDGE_AUTH_FAILURES,
+        "Refused tokens and API keys, by reason."
+    );
+    describe_counter!(EDGE_CLIENT_ERRORS, "error frames sent to clients, by code.");
+    describe_histogram!(
+        EDGE_LATENCY_SECONDS,
+        "Source timestamp of a price to the socket write that carried it (oldest frame of each write)."
+    );
+    describe_counter!(
+        EDGE_RESUMES,
+        "Resume requests, by where the replay came from (memory, kafka) or gap."
+    );
+    describe_counter!(
+        EDGE_PUBLISHED,
+        "Client publishes, by status (ok, duplicate, rejected, failed)."
+    );
+    describe_counter!(
+        EDGE_BAD_RECORDS,
+        "Channel-topic records the edge could not serve (no key, not a JSON object)."
     );
     Ok(handle)
 }
@@ -190,4 +239,48 @@ impl LogLimiter {
             }
         }
     }
+}
+
+pub fn edge_connections(delta: f64) {
+    gauge!(EDGE_CONNECTIONS).increment(delta);
+}
+
+pub fn edge_records_in(channel: &str) -> Counter {
+    counter!(EDGE_RECORDS_IN, "channel" => channel.to_string())
+}
+
+pub fn edge_delivered(channel: &str) -> Counter {
+    counter!(EDGE_DELIVERED, "channel" => channel.to_string())
+}
+
+pub fn edge_conflated(channel: &str) {
+    counter!(EDGE_CONFLATED, "channel" => channel.to_string()).increment(1);
+}
+
+pub fn edge_slow_close(reason: &'static str) {
+    counter!(EDGE_SLOW_CLOSES, "reason" => reason).increment(1);
+}
+
+pub fn edge_auth_failure(reason: &'static str) {
+    counter!(EDGE_AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+pub fn edge_client_error(code: &'static str) {
+    counter!(EDGE_CLIENT_ERRORS, "code" => code).increment(1);
+}
+
+pub fn edge_latency() -> Histogram {
+    histogram!(EDGE_LATENCY_SECONDS)
+}
+
+pub fn edge_resume(source: &'static str) {
+    counter!(EDGE_RESUMES, "source" => source).increment(1);
+}
+
+pub fn edge_published(status: &'static str) {
+    counter!(EDGE_PUBLISHED, "status" => status).increment(1);
+}
+
+pub fn edge_bad_record(channel: &str) {
+    counter!(EDGE_BAD_RECORDS, "channel" => channel.to_string()).increment(1);
 }

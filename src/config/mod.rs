@@ -1,9 +1,11 @@
-//! `channels.toml`: the instruments, the channels and their margin rules, and Kafka topic names.
+//! `channels.toml`: the instruments, the channels and their margin rules, Kafka topic names, and
+//! the edge's auth and limits.
 //!
 //! The file is parsed once into [`Rules`], an immutable, fully validated and pre-resolved model
 //! that the hot path reads without locks (it is swapped whole on reload, see [`reload`]).
 //! Validation reports every problem at once, each with its TOML path.
 
+mod edge;
 mod parse;
 pub mod reload;
 mod walk;
@@ -14,6 +16,8 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use crate::pricing::{Instrument, PricingRule};
+
+pub use edge::{AuthSettings, EdgeSettings, JwtAlgorithm, SlowClientPolicy};
 
 /// One validation problem, e.g. `channels.retail.markup.bid: negative markup -0.5 …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +91,8 @@ pub struct Channel {
     pub topic: String,
     pub stale_after_ms: Option<u64>,
     pub stale_policy: StalePolicy,
+    /// What the edge does with a client that falls too far behind on this channel.
+    pub slow_client: SlowClientPolicy,
     /// Indexed like [`Rules::instruments`]; `None` when the channel does not carry the symbol.
     pub rules: Vec<Option<PricingRule>>,
 }
@@ -104,6 +110,8 @@ pub struct Rules {
     /// worker, so output records say exactly which rules made them.
     pub version: String,
     pub kafka: KafkaTopics,
+    pub auth: AuthSettings,
+    pub edge: EdgeSettings,
     pub instruments: Vec<Instrument>,
     pub channels: Vec<Channel>,
     symbol_index: FxHashMap<String, usize>,

@@ -5,6 +5,7 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
+use super::edge::{parse_auth, parse_edge, parse_slow_client};
 use super::walk::{Walker, join};
 use super::{Channel, ConfigError, KafkaTopics, Rules, StalePolicy};
 use crate::pricing::decimal::MAX_PRICE;
@@ -23,9 +24,15 @@ pub(super) fn parse(text: &str) -> Result<Rules, Vec<ConfigError>> {
         }
     };
     let mut w = Walker::default();
-    w.only_keys("", &root, &["kafka", "instruments", "channels"]);
+    w.only_keys(
+        "",
+        &root,
+        &["kafka", "auth", "edge", "instruments", "channels"],
+    );
 
     let kafka = parse_kafka(&mut w, root.get("kafka"));
+    let auth = parse_auth(&mut w, root.get("auth"));
+    let edge = parse_edge(&mut w, root.get("edge"));
     let instruments = match root.get("instruments") {
         Some(v) => parse_instruments(&mut w, v),
         None => {
@@ -61,6 +68,8 @@ pub(super) fn parse(text: &str) -> Result<Rules, Vec<ConfigError>> {
         Some(kafka) if w.errors.is_empty() => Ok(Rules {
             version: content_version(text),
             kafka,
+            auth,
+            edge,
             instruments,
             channels,
             symbol_index,
@@ -314,8 +323,10 @@ fn parse_channel(
             "stale_after_ms",
             "stale_policy",
             "allow_negative",
+            "slow_client",
         ],
     );
+    let slow_client = parse_slow_client(w, &join(path, "slow_client"), t.get("slow_client"));
     let allow_negative = t
         .get("allow_negative")
         .and_then(|v| w.boolean(&join(path, "allow_negative"), v))
@@ -437,6 +448,7 @@ fn parse_channel(
         topic: topic.unwrap_or_default(),
         stale_after_ms,
         stale_policy,
+        slow_client,
         rules,
     })
 }

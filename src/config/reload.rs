@@ -47,6 +47,22 @@ pub fn reload_once(path: &Path, live: &LiveRules) -> ReloadOutcome {
                     .into(),
             }],
         }),
+        Ok(new) if new.auth != current.auth || new.edge != current.edge => {
+            ReloadOutcome::Rejected(ConfigErrors {
+                source_name: path.display().to_string(),
+                errors: vec![ConfigError {
+                    path: if new.auth != current.auth {
+                        "auth"
+                    } else {
+                        "edge"
+                    }
+                    .into(),
+                    message: "the [auth] and [edge] tables cannot change while running: \
+                              restart to apply"
+                        .into(),
+                }],
+            })
+        }
         Ok(new) => {
             let version = new.version.clone();
             live.store(Arc::new(new));

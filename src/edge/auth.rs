@@ -1,0 +1,390 @@
+//! Who a client is and what it may see: JWT verification (HS256, RS256, ES256; `alg: none` and
+//! any algorithm other than the configured one are refused) into a [`Grant`], and the API keys
+//! backends use to publish over HTTP.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AuthSettings, JwtAlgorithm};
+
+/// The claims pricefeed reads from a token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: String,
+    /// Channels the user may subscribe to; `"*"` means all.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// When present, the only symbols the user may see (on every allowed channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
+    /// May publish raw prices.
+    #[serde(default)]
+    pub publish: bool,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// What a verified token allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub user: String,
+    /// `None`: every channel.
+    pub channels: Option<Vec<String>>,
+    /// `None`: every symbol.
+    pub symbols: Option<Vec<String>>,
+    pub publish: bool,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl Grant {
+    pub fn may_see_channel(&self, channel: &str) -> bool {
+        self.channels
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|c| c == channel))
+    }
+
+    pub fn may_see_symbol(&self, symbol: &str) -> bool {
+        self.symbols
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|s| s == symbol))
+    }
+}
+
+/// Why a token was refused; the text goes to the client (it never contains the token).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("token expired")]
+    Expired,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token algorithm {0} is not accepted (this edge accepts {1})")]
+    WrongAlgorithm(String, &'static str),
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+    #[error("token claims are invalid: {0}")]
+    BadClaims(String),
+}
+
+/// Cannot build a verifier from the settings (missing secret, unreadable key).
+#[derive(Debug, thiserror::Error)]
+#[error("auth setup: {0}")]
+pub struct AuthSetupError(pub String);
+
+/// Verifies tokens with the configured algorithm and key.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    algorithm: JwtAlgorithm,
+}
+
+fn algorithm(a: JwtAlgorithm) -> Algorithm {
+    match a {
+        JwtAlgorithm::Hs256 => Algorithm::HS256,
+        JwtAlgorithm::Rs256 => Algorithm::RS256,
+        JwtAlgorithm::Es256 => Algorithm::ES256,
+    }
+}
+
+fn algorithm_name(a: JwtAlgorithm) -> &'static str {
+    match a {
+        JwtAlgorithm::Hs256 => "HS256",
+        JwtAlgorithm::Rs256 => "RS256",
+        JwtAlgorithm::Es256 => "ES256",
+    }
+}
+
+/// Shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 requires.
+const MIN_SECRET_BYTES: usize = 32;
+
+impl Verifier {
+    /// Reads the secret (environment) or public key (file, relative to `config_dir`).
+    pub fn from_settings(s: &AuthSettings, config_dir: &Path) -> Result<Verifier, AuthSetupError> {
+        let key = match s.algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret = std::env::var(&s.secret_env).map_err(|_| {
+                    AuthSetupError(format!(
+                        "the environment variable {} (auth.secret_env) must hold the HS256 secret",
+                        s.secret_env
+                    ))
+                })?;
+                if secret.len() < MIN_SECRET_BYTES {
+                    return Err(AuthSetupError(format!(
+                        "the HS256 secret in {} is {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                        s.secret_env,
+                        secret.len()
+                    )));
+                }
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+                let file = s.public_key_file.as_deref().unwrap_or_default();
+                let path = config_dir.join(file);
+                let pem = std::fs::read(&path).map_err(|e| {
+                    AuthSetupError(format!(
+                        "reading {} (auth.public_key_file): {e}",
+                        path.display()
+                    ))
+                })?;
+                let key = if s.algorithm == JwtAlgorithm::Rs256 {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                };
+                key.map_err(|e| {
+                    AuthSetupError(format!(
+                        "{} is not a PEM {} public key: {e}",
+                        path.display(),
+                        algorithm_name(s.algorithm)
+                    ))
+                })?
+            }
+        };
+        let mut validation = Validation::new(algorithm(s.algorithm));
+        validation.leeway = s.leeway_s;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &s.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &s.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Verifier {
+            key,
+            validation,
+            algorithm: s.algorithm,
+        })
+    }
+
+    /// Checks signature, algorithm, expiry and claims.
+    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        // Look at the header first so `alg: none` and algorithm confusion get a clear answer.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::Json(_) if header_alg(token).is_some() => AuthError::WrongAlgorithm(
+                header_alg(token).unwrap_or_default(),
+                algorithm_name(self.algorithm),
+            ),
+            _ => AuthError::Malformed(e.to_string()),
+        })?;
+        if header.alg != algorithm(self.algorithm) {
+            return Err(AuthError::WrongAlgorithm(
+                format!("{:?}", header.alg),
+                algorithm_name(self.algorithm),
+            ));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidIssuer => AuthError::BadClaims("wrong issuer".into()),
+                ErrorKind::InvalidAudience => AuthError::BadClaims("wrong audience".into()),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::BadClaims(format!("missing claim {c}"))
+                }
+                ErrorKind::Json(e) => AuthError::BadClaims(e.to_string()),
+                _ => AuthError::Malformed(e.to_string()),
+            },
+        )?;
+        let c = data.claims;
+        if c.sub.is_empty() {
+            return Err(AuthError::BadClaims("sub is empty".into()));
+        }
+        Ok(Grant {
+            user: c.sub,
+            channels: (!c.channels.iter().any(|c| c == "*")).then_some(c.channels),
+            symbols: c.symbols,
+            publish: c.publish,
+            expires_at: c.exp,
+        })
+    }
+}
+
+/// The `alg` of a token header that the JWT library cannot parse (e.g. `none`), for the message.
+fn header_alg(token: &str) -> Option<String> {
+    use base64_url::decode;
+    let header = token.split('.').next()?;
+    let bytes = decode(header)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(str::to_string)
+}
+
+/// Minimal base64url decoding (no padding) for reading a header's `alg`.
+mod base64_url {
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(s.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for b in s.bytes() {
+            let v = match b {
+                b'A'..=b'Z' => b - b'A',
+                b'a'..=b'z' => b - b'a' + 26,
+                b'0'..=b'9' => b - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                b'=' => continue,
+                _ => return None,
+            };
+            acc = (acc << 6) | u32::from(v);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Signs an HS256 token (the `pricefeed token` command, demos and tests).
+pub fn sign_hs256(claims: &Claims, secret: &[u8]) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+/// HTTP publish API keys: key → publisher name.
+#[derive(Clone, Default)]
+pub struct ApiKeys(HashMap<String, String>);
+
+impl ApiKeys {
+    /// Parses `name:key,name2:key2` (from the environment variable named in the config).
+    pub fn parse(text: &str) -> Result<ApiKeys, AuthSetupError> {
+        let mut map = HashMap::new();
+        for (i, item) in text.split(',').map(str::trim).enumerate() {
+            if item.is_empty() {
+                continue;
+            }
+            let Some((name, key)) = item.split_once(':') else {
+                return Err(AuthSetupError(format!(
+                    "API key #{} is not name:key",
+                    i + 1
+                )));
+            };
+            if name.is_empty() || key.len() < 16 {
+                return Err(AuthSetupError(format!(
+                    "API key #{} needs a name and a key of at least 16 characters",
+                    i + 1
+                )));
+            }
+            map.insert(key.to_string(), name.to_string());
+        }
+        Ok(ApiKeys(map))
+    }
+
+    pub fn from_env(var: &str) -> Result<ApiKeys, AuthSetupError> {
+        match std::env::var(var) {
+            Ok(text) => ApiKeys::parse(&text),
+            Err(_) => Ok(ApiKeys::default()),
+        }
+    }
+
+    /// The publisher name for a presented key (constant-time compare per stored key).
+    pub fn publisher(&self, presented: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| constant_time_eq(k.as_bytes(), presented.as_bytes()))
+            .map(|(_, name)| name.as_str())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-unit-test-secret-0123";
+
+    fn verifier() -> Verifier {
+        let key = DecodingKey::from_secret(SECRET.as_bytes());
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
+        Verifier {
+            key,
+            validation,
+            algorithm: JwtAlgorithm::Hs256,
+        }
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            channels: vec!["vip".into()],
+            symbols: Some(vec!["EURUSD".into()]),
+            publish: false,
+            exp,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    #[test]
+    fn a_valid_token_gives_its_grant() {
+        let t = sign_hs256(&claims(now() + 60), SECRET.as_bytes()).unwrap();
+        let g = verifier().verify(&t).unwrap();
+        assert_eq!(g.user, "alice");
+        assert!(g.may_see_channel("vip") && !g.may_see_channel("retail"));
+        assert!(g.may_see_symbol("EURUSD") && !g.may_see_symbol("GBPUSD"));
+    }
+
+    #[test]
+    fn expired_wrong_key_none_and_garbage_are_refused() {
+        let v = verifier();
+        let expired = sign_hs256(&claims(now() - 10), SECRET.as_bytes()).unwrap();
+        assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+        let other = sign_hs256(&claims(now() + 60), b"another-secret-another-secret-0000").unwrap();
+        assert_eq!(v.verify(&other), Err(AuthError::BadSignature));
+        // alg: none, unsigned.
+        let none = format!(
+            "{}.{}.",
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
+            "eyJzdWIiOiJtYWxsb3J5IiwiY2hhbm5lbHMiOlsiKiJdLCJleHAiOjQxMDI0NDQ4MDB9"
+        );
+        assert!(matches!(v.verify(&none), Err(AuthError::WrongAlgorithm(a, _)) if a == "none"));
+        assert!(matches!(
+            v.verify("not a token"),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn star_means_every_channel() {
+        let mut c = claims(now() + 60);
+        c.channels = vec!["*".into()];
+        c.symbols = None;
+        let t = sign_hs256(&c, SECRET.as_bytes()).unwrap();
+        let g = verifier().verify(&t).unwrap();
+        assert!(g.may_see_channel("anything") && g.may_see_symbol("XAUUSD"));
+    }
+
+    #[test]
+    fn api_keys_parse_and_match() {
+        let k = ApiKeys::parse("desk:0123456789abcdef0123, bot:fedcba9876543210fedc").unwrap();
+        assert_eq!(k.publisher("0123456789abcdef0123"), Some("desk"));
+        assert_eq!(k.publisher("0123456789abcdef0124"), None);
+        assert!(ApiKeys::parse("nokey").is_err());
+        assert!(ApiKeys::parse("short:abc").is_err());
+    }
+}

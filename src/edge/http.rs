@@ -1,0 +1,241 @@
+//! The edge's HTTP routes: `/ws`, `/ws/sub/{topic}`, `/stats` and `POST /publish`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::Edge;
+use super::publish::PublishError;
+use super::session::{self, BATCH_BYTES};
+use crate::telemetry;
+
+/// Bytes tungstenite reads from a socket at a time: client frames are small, and the default
+/// (128 KiB, allocated per connection) would dominate an idle connection's memory.
+const READ_BUFFER: usize = 2 * 1024;
+
+/// The edge once it has started (the HTTP server runs before, for health checks).
+pub type EdgeSlot = Arc<std::sync::OnceLock<Arc<Edge>>>;
+
+fn started(slot: &EdgeSlot) -> Result<Arc<Edge>, Box<Response>> {
+    slot.get().cloned().ok_or_else(|| {
+        Box::new(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the edge is starting (waiting for Kafka and the channel topics)",
+        ))
+    })
+}
+
+pub fn routes(edge: EdgeSlot) -> Router {
+    Router::new()
+        .route("/ws", get(ws_all))
+        .route("/ws/sub/{topic}", get(ws_one))
+        .route("/stats", get(stats))
+        .route("/publish", post(publish))
+        .with_state(edge)
+}
+
+async fn ws_all(State(slot): State<EdgeSlot>, ws: WebSocketUpgrade) -> Response {
+    match started(&slot) {
+        Ok(edge) => upgrade(edge, ws, None),
+        Err(r) => *r,
+    }
+}
+
+async fn ws_one(
+    State(slot): State<EdgeSlot>,
+    Path(topic): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    match started(&slot) {
+        Ok(edge) => upgrade(edge, ws, Some(topic)),
+        Err(r) => *r,
+    }
+}
+
+fn upgrade(edge: Arc<Edge>, ws: WebSocketUpgrade, topic: Option<String>) -> Response {
+    if edge.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    // Oversized frames up to 4× the limit are read and answered with `frame_too_large`; beyond
+    // that the connection is closed without reading them.
+    let hard_limit = edge.settings.max_frame_bytes * 4;
+    let tracked = edge.clone();
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(BATCH_BYTES * 2)
+        .max_write_buffer_size(BATCH_BYTES * 64)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| {
+            tracked
+                .tasks
+                .track_future(session::run(socket, edge, topic))
+        })
+}
+
+async fn stats(State(slot): State<EdgeSlot>) -> Response {
+    match started(&slot) {
+        Ok(edge) => Json(stats_json(&edge)).into_response(),
+        Err(r) => *r,
+    }
+}
+
+fn stats_json(edge: &Edge) -> serde_json::Value {
+    let mut topics: Vec<serde_json::Value> = edge
+        .hub
+        .topics
+        .values()
+        .map(|t| {
+            let ends: serde_json::Map<String, serde_json::Value> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(p, log)| (p.to_string(), json!(log.next() - 1)))
+                .collect();
+            json!({
+                "topic": t.channel,
+                "kafkaTopic": t.kafka_topic,
+                "partitions": t.partitions.len(),
+                "subscribers": t.subscriber_count(),
+                "lastSeqNo": ends,
+            })
+        })
+        .collect();
+    topics.sort_by(|a, b| a["topic"].as_str().cmp(&b["topic"].as_str()));
+    let s = &edge.stats;
+    json!({
+        "node": edge.node_id,
+        "connections": s.connections(),
+        "subscriptions": s.subscriptions.load(Ordering::Relaxed),
+        "topics": topics,
+        "messagesIn": s.messages_in.load(Ordering::Relaxed),
+        "messagesOut": s.messages_out.load(Ordering::Relaxed),
+        "recordsIn": edge.hub.records_in.load(Ordering::Relaxed),
+        "ready": edge.ready(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    #[serde(rename = "messageId")]
+    message_id: String,
+    payload: Box<RawValue>,
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+fn problem(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
+}
+
+/// Who is publishing: an API key (`X-Api-Key` or `Authorization: Bearer <key>`) or a JWT with
+/// the publish right (`Authorization: Bearer <jwt>`).
+fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or(bearer);
+    let Some(key) = key else {
+        telemetry::edge_auth_failure("missing_credentials");
+        return Err(Box::new(problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API key in X-Api-Key, or a token in Authorization: Bearer",
+        )));
+    };
+    if let Some(name) = edge.api_keys.publisher(key) {
+        return Ok(format!("key:{name}"));
+    }
+    match edge.verifier.verify(key) {
+        Ok(g) if g.publish => Ok(g.user),
+        Ok(_) => {
+            telemetry::edge_auth_failure("forbidden_publish");
+            Err(Box::new(problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token does not allow publishing",
+            )))
+        }
+        Err(e) => {
+            telemetry::edge_auth_failure("bad_api_key_or_token");
+            Err(Box::new(problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                &format!("not a known API key, and not a valid token ({e})"),
+            )))
+        }
+    }
+}
+
+async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) -> Response {
+    let edge = match started(&slot) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    let who = match publisher(&edge, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if body.len() > edge.settings.max_frame_bytes {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "frame_too_large",
+            &format!("the limit is {} bytes", edge.settings.max_frame_bytes),
+        );
+    }
+    let req: PublishBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("expected {{\"messageId\", \"payload\"}}: {e}"),
+            );
+        }
+    };
+    if req.message_id.is_empty() || req.message_id.len() > super::protocol::MAX_MESSAGE_ID {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "messageId must be 1 to 128 characters",
+        );
+    }
+    let raw_topic = edge.publisher.raw_topic();
+    if req.topic.as_ref().is_some_and(|t| *t != raw_topic) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "unknown_topic",
+            &format!("publish goes to the raw topic {raw_topic:?}"),
+        );
+    }
+    match edge
+        .publisher
+        .publish(&who, &req.message_id, req.payload.get().as_bytes())
+        .await
+    {
+        Ok(status) => {
+            Json(json!({"messageId": req.message_id, "status": status.as_str()})).into_response()
+        }
+        Err(PublishError::Invalid(why)) => problem(StatusCode::BAD_REQUEST, "bad_request", &why),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "publish_failed",
+            &e.to_string(),
+        ),
+    }
+}

@@ -1,0 +1,405 @@
+//! The Micro Socket protocol on the wire: client frames parsed with a specific error for each
+//! way they can be wrong, and the server's control frames. Price frames are built once per record
+//! in [`super::hub`]; see docs/protocol.md for the reference.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// A request from a client.
+#[derive(Debug)]
+pub enum ClientFrame {
+    Setup {
+        token: String,
+        topics: Vec<String>,
+    },
+    Subscribe {
+        topic: String,
+        symbols: Option<Vec<String>>,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Resume {
+        topic: String,
+        /// Partition → last seqNo processed.
+        from: BTreeMap<i32, i64>,
+        symbols: Option<Vec<String>>,
+    },
+    Publish {
+        topic: String,
+        message_id: String,
+        payload: Box<RawValue>,
+    },
+    Ping,
+}
+
+/// Error codes sent in `error` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Unauthorized,
+    Forbidden,
+    BadRequest,
+    UnknownType,
+    NotSetup,
+    UnknownTopic,
+    UnknownSymbol,
+    NotSubscribed,
+    TooManySubscriptions,
+    RateLimited,
+    FrameTooLarge,
+    SlowConsumer,
+    ResumeGap,
+    PublishFailed,
+    Unavailable,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::BadRequest => "bad_request",
+            Code::UnknownType => "unknown_type",
+            Code::NotSetup => "not_setup",
+            Code::UnknownTopic => "unknown_topic",
+            Code::UnknownSymbol => "unknown_symbol",
+            Code::NotSubscribed => "not_subscribed",
+            Code::TooManySubscriptions => "too_many_subscriptions",
+            Code::RateLimited => "rate_limited",
+            Code::FrameTooLarge => "frame_too_large",
+            Code::SlowConsumer => "slow_consumer",
+            Code::ResumeGap => "resume_gap",
+            Code::PublishFailed => "publish_failed",
+            Code::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A rejected frame: the code and a message for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: Code,
+    pub message: String,
+}
+
+fn bad(message: impl Into<String>) -> FrameError {
+    FrameError {
+        code: Code::BadRequest,
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupMsg {
+    #[serde(rename = "type")]
+    _t: String,
+    token: String,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeMsg {
+    #[serde(rename = "type")]
+    _t: String,
+    topic: String,
+    #[serde(default)]
+    symbols: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeMsg {
+    #[serde(rename = "type")]
+    _t: String,
+    topic: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeMsg {
+    #[serde(rename = "type")]
+    _t: String,
+    topic: String,
+    from: BTreeMap<String, i64>,
+    #[serde(default)]
+    symbols: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishMsg {
+    #[serde(rename = "type")]
+    _t: String,
+    topic: String,
+    #[serde(rename = "messageId")]
+    message_id: String,
+    payload: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PingMsg {
+    #[serde(rename = "type")]
+    _t: String,
+}
+
+fn fields<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, FrameError> {
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json's messages name the field ("missing field `topic`"); drop the position.
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        bad(format!("{kind}: {msg}"))
+    })
+}
+
+/// Longest messageId accepted.
+pub const MAX_MESSAGE_ID: usize = 128;
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+    let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        if e.is_data() {
+            bad("a frame must be a JSON object with a \"type\"")
+        } else {
+            bad(format!(
+                "not valid JSON: {}",
+                msg.split(" at line ").next().unwrap_or(&msg)
+            ))
+        }
+    })?;
+    let Some(kind) = env.kind else {
+        return Err(bad("missing \"type\""));
+    };
+    Ok(match kind.as_ref() {
+        "setup" => {
+            let m: SetupMsg = fields("setup", text)?;
+            ClientFrame::Setup {
+                token: m.token,
+                topics: m.topics,
+            }
+        }
+        "subscribe" => {
+            let m: SubscribeMsg = fields("subscribe", text)?;
+            ClientFrame::Subscribe {
+                topic: m.topic,
+                symbols: m.symbols,
+            }
+        }
+        "unsubscribe" => {
+            let m: UnsubscribeMsg = fields("unsubscribe", text)?;
+            ClientFrame::Unsubscribe { topic: m.topic }
+        }
+        "resume" => {
+            let m: ResumeMsg = fields("resume", text)?;
+            let mut from = BTreeMap::new();
+            for (p, seq) in m.from {
+                let part: i32 =
+                    p.parse().ok().filter(|p| *p >= 0).ok_or_else(|| {
+                        bad(format!("resume: partition {p:?} is not a number ≥ 0"))
+                    })?;
+                if seq < -1 {
+                    return Err(bad(format!(
+                        "resume: seqNo {seq} for partition {p} is below -1"
+                    )));
+                }
+                from.insert(part, seq);
+            }
+            ClientFrame::Resume {
+                topic: m.topic,
+                from,
+                symbols: m.symbols,
+            }
+        }
+        "publish" => {
+            let m: PublishMsg = fields("publish", text)?;
+            if m.message_id.is_empty() || m.message_id.len() > MAX_MESSAGE_ID {
+                return Err(bad(format!(
+                    "publish: messageId must be 1 to {MAX_MESSAGE_ID} characters"
+                )));
+            }
+            ClientFrame::Publish {
+                topic: m.topic,
+                message_id: m.message_id,
+                payload: m.payload,
+            }
+        }
+        "ping" => {
+            let _: PingMsg = fields("ping", text)?;
+            ClientFrame::Ping
+        }
+        other => {
+            return Err(FrameError {
+                code: Code::UnknownType,
+                message: format!(
+                    "unknown type {:?}; expected setup, subscribe, unsubscribe, resume, \
+                     publish or ping",
+                    truncate(other, 40)
+                ),
+            });
+        }
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn frame(v: Value) -> Utf8Bytes {
+    Utf8Bytes::from(v.to_string())
+}
+
+pub fn ready(session_id: &str, user: &str, expires_at: u64) -> Utf8Bytes {
+    frame(json!({"type": "ready", "sessionId": session_id, "user": user, "expiresAt": expires_at}))
+}
+
+pub fn subscribed(topic: &str, partitions: usize, symbols: Option<&[String]>) -> Utf8Bytes {
+    frame(
+        json!({"type": "subscribed", "topic": topic, "partitions": partitions, "symbols": symbols}),
+    )
+}
+
+pub fn unsubscribed(topic: &str, reason: Option<&str>) -> Utf8Bytes {
+    match reason {
+        Some(r) => frame(json!({"type": "unsubscribed", "topic": topic, "reason": r})),
+        None => frame(json!({"type": "unsubscribed", "topic": topic})),
+    }
+}
+
+pub fn resumed(topic: &str, replayed: u64) -> Utf8Bytes {
+    frame(json!({"type": "resumed", "topic": topic, "replayed": replayed}))
+}
+
+pub fn pong() -> Utf8Bytes {
+    Utf8Bytes::from_static("{\"type\":\"pong\"}")
+}
+
+pub fn ack(message_id: &str, status: &str) -> Utf8Bytes {
+    frame(json!({"type": "ack", "messageId": message_id, "status": status}))
+}
+
+pub fn error(code: Code, message: &str, topic: Option<&str>) -> Utf8Bytes {
+    crate::telemetry::edge_client_error(code.as_str());
+    match topic {
+        Some(t) => {
+            frame(json!({"type": "error", "code": code.as_str(), "message": message, "topic": t}))
+        }
+        None => frame(json!({"type": "error", "code": code.as_str(), "message": message})),
+    }
+}
+
+/// `{"type":"snapshot","topic":…,"upTo":{"0":41,…},"prices":[{partition,seqNo,messageId,data},…]}`.
+/// `upTo` is, per partition, the last seqNo the snapshot covers: pass it as `from` to resume.
+pub fn snapshot<'a>(
+    topic: &str,
+    up_to: &[(usize, i64)],
+    prices: impl Iterator<Item = (usize, &'a super::hub::Entry)>,
+) -> Utf8Bytes {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "{{\"type\":\"snapshot\",\"topic\":\"{topic}\",\"upTo\":{{"
+    );
+    for (i, (p, seq)) in up_to.iter().enumerate() {
+        let _ = write!(s, "{}\"{p}\":{seq}", if i > 0 { "," } else { "" });
+    }
+    s.push_str("},\"prices\":[");
+    for (i, (p, e)) in prices.enumerate() {
+        let _ = write!(
+            s,
+            "{}{{\"partition\":{p},\"seqNo\":{o},\"messageId\":\"{p}-{o}\",\"data\":{d}}}",
+            if i > 0 { "," } else { "" },
+            o = e.offset,
+            d = e.data()
+        );
+    }
+    s.push_str("]}");
+    Utf8Bytes::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> Code {
+        parse(text).unwrap_err().code
+    }
+
+    #[test]
+    fn every_type_parses() {
+        assert!(matches!(
+            parse(r#"{"type":"setup","token":"t","topics":["vip"]}"#),
+            Ok(ClientFrame::Setup { topics, .. }) if topics == ["vip"]
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"subscribe","topic":"vip","symbols":["EURUSD"]}"#),
+            Ok(ClientFrame::Subscribe { symbols: Some(s), .. }) if s == ["EURUSD"]
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"resume","topic":"vip","from":{"0":12,"2":-1}}"#),
+            Ok(ClientFrame::Resume { from, .. }) if from == BTreeMap::from([(0, 12), (2, -1)])
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"publish","topic":"prices.raw","messageId":"m1","payload":{"symbol":"EURUSD"}}"#),
+            Ok(ClientFrame::Publish { message_id, .. }) if message_id == "m1"
+        ));
+        assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping)));
+        assert!(matches!(
+            parse(r#"{"type":"unsubscribe","topic":"vip"}"#),
+            Ok(ClientFrame::Unsubscribe { .. })
+        ));
+    }
+
+    #[test]
+    fn each_mistake_has_its_code_and_says_what_is_wrong() {
+        assert_eq!(code("{nope"), Code::BadRequest);
+        assert_eq!(code("[1,2]"), Code::BadRequest);
+        assert_eq!(code(r#"{"topic":"vip"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"type":"teleport"}"#), Code::UnknownType);
+        let e = parse(r#"{"type":"subscribe"}"#).unwrap_err();
+        assert_eq!(e.code, Code::BadRequest);
+        assert!(e.message.contains("topic"), "{}", e.message);
+        let e = parse(r#"{"type":"subscribe","topic":"vip","colour":"red"}"#).unwrap_err();
+        assert!(e.message.contains("colour"), "{}", e.message);
+        assert_eq!(
+            code(r#"{"type":"resume","topic":"vip","from":{"x":1}}"#),
+            Code::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","topic":"vip","from":{"0":-5}}"#),
+            Code::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"publish","topic":"t","messageId":"","payload":{}}"#),
+            Code::BadRequest
+        );
+    }
+
+    #[test]
+    fn control_frames_are_json() {
+        let v: Value =
+            serde_json::from_str(error(Code::Forbidden, "no \"quotes\"", Some("vip")).as_str())
+                .unwrap();
+        assert_eq!(v["code"], "forbidden");
+        assert_eq!(v["topic"], "vip");
+        let v: Value = serde_json::from_str(ack("a\"b", "duplicate").as_str()).unwrap();
+        assert_eq!(v["messageId"], "a\"b");
+    }
+}

@@ -1,0 +1,250 @@
+//! The only consumer of the channel topics on an edge: assigns every partition (no consumer
+//! group, so any number of edge nodes read the same topics side by side), starts each partition
+//! `history_per_partition` records before its end, and appends what it reads to the [`Hub`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Entry, Hub, TopicLog, encode_entry};
+use crate::kafka::{self, ADMIN_TIMEOUT, KafkaFailure, KafkaSettings};
+use crate::telemetry::{self, LogLimiter};
+
+/// Most records appended per wake-up of the sessions.
+const MAX_BATCH: usize = 4096;
+
+/// Waits until every channel topic exists and returns its partition count.
+pub async fn wait_for_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<usize>>, KafkaFailure> {
+    let reader = settings.reader()?;
+    let mut counts = Vec::with_capacity(topics.len());
+    for t in topics {
+        let mut logged = false;
+        loop {
+            match kafka::partition_count(&reader, t) {
+                Ok(Some(n)) => {
+                    counts.push(n as usize);
+                    break;
+                }
+                Ok(None) if !logged => {
+                    tracing::info!(topic = %t, "waiting for the channel topic (the transform workers create it)");
+                    logged = true;
+                }
+                Err(e) if !logged => {
+                    tracing::info!("waiting for Kafka at {}: {e}", settings.brokers);
+                    logged = true;
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+    Ok(Some(counts))
+}
+
+/// A consumer tuned for low latency reads of the channel topics.
+pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaFailure> {
+    use rdkafka::config::FromClientConfig;
+    let mut c = settings.reader_config();
+    // Settings given by the operator win; these are only defaults.
+    if !settings
+        .options
+        .iter()
+        .any(|(k, _)| k.ends_with("fetch.wait.max.ms"))
+    {
+        c.set("fetch.wait.max.ms", "10");
+    }
+    BaseConsumer::from_config(&c).map_err(kafka::ctx("creating the edge's Kafka consumer"))
+}
+
+/// Positions every partition and returns the consumer; `hub` knows where each one starts.
+pub fn assign(
+    settings: &KafkaSettings,
+    hub: &Hub,
+) -> Result<(BaseConsumer, Targets), KafkaFailure> {
+    let consumer = consumer(settings)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut targets = Targets::default();
+    for topic in hub.topics.values() {
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic.kafka_topic, p as i32, ADMIN_TIMEOUT)
+                .map_err(kafka::ctx(format!(
+                    "reading watermarks of {}/{p}",
+                    topic.kafka_topic
+                )))?;
+            let start = (high - hub.history as i64).max(low).max(0);
+            log.start_at(start, low);
+            if high > start {
+                // Caught up once the record at high - 1 is read (on Tansu: the last batch).
+                targets
+                    .0
+                    .insert((topic.kafka_topic.clone(), p as i32), high - 1);
+            }
+            tpl.add_partition_offset(&topic.kafka_topic, p as i32, Offset::Offset(start))
+                .map_err(kafka::ctx("building the edge's assignment"))?;
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(kafka::ctx("assigning the channel topics"))?;
+    Ok((consumer, targets))
+}
+
+/// The end offsets each partition had when the edge started.
+#[derive(Default)]
+pub struct Targets(FxHashMap<(String, i32), i64>);
+
+/// Reads until `shutdown`; run it on a blocking thread.
+pub fn run(
+    consumer: BaseConsumer,
+    mut targets: Targets,
+    edge: Arc<super::Edge>,
+    shutdown: CancellationToken,
+) {
+    let hub = edge.hub.clone();
+    let mut last_probe = Instant::now();
+    let by_topic: FxHashMap<String, Arc<TopicLog>> = hub
+        .topics
+        .values()
+        .map(|t| (t.kafka_topic.clone(), t.clone()))
+        .collect();
+    let records_in: FxHashMap<String, metrics::Counter> = hub
+        .topics
+        .values()
+        .map(|t| {
+            (
+                t.kafka_topic.clone(),
+                telemetry::edge_records_in(&t.channel),
+            )
+        })
+        .collect();
+    if targets.0.is_empty() {
+        hub.set_caught_up();
+    }
+    let mut limiter = LogLimiter::new(Duration::from_secs(10));
+    let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
+    let mut touched: Vec<Arc<TopicLog>> = Vec::new();
+    while !shutdown.is_cancelled() {
+        let mut n = 0;
+        let mut wait = Duration::from_millis(100);
+        while n < MAX_BATCH {
+            let m = match consumer.poll(wait) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => {
+                    edge.kafka_error.store(true, Ordering::Release);
+                    if limiter.allow("edge-consume") {
+                        tracing::warn!("reading channel topics: {e}");
+                    }
+                    break;
+                }
+            };
+            wait = Duration::ZERO;
+            n += 1;
+            edge.kafka_error.store(false, Ordering::Release);
+            let Some(topic) = by_topic.get(m.topic()) else {
+                continue;
+            };
+            let partition = m.partition();
+            if let Some(c) = records_in.get(m.topic()) {
+                c.increment(1);
+            }
+            let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
+            let fallback_ts = m.timestamp().to_millis().unwrap_or(0);
+            let entry = key.ok_or(()).and_then(|symbol| {
+                let id = hub.symbols.intern(symbol);
+                encode_entry(
+                    &topic.channel,
+                    partition,
+                    m.offset(),
+                    id,
+                    m.payload().unwrap_or_default(),
+                    fallback_ts,
+                )
+                .map_err(|_| ())
+            });
+            match entry {
+                Ok(e) => batch
+                    .entry((m.topic().to_string(), partition as usize))
+                    .or_default()
+                    .push(e),
+                Err(()) => {
+                    telemetry::edge_bad_record(&topic.channel);
+                    if limiter.allow("edge-bad-record") {
+                        tracing::warn!(
+                            topic = %m.topic(),
+                            partition,
+                            offset = m.offset(),
+                            "skipping a channel record without a UTF-8 key or a JSON object value"
+                        );
+                    }
+                }
+            }
+            let key = (m.topic().to_string(), partition);
+            if targets.0.get(&key).is_some_and(|t| m.offset() >= *t) {
+                targets.0.remove(&key);
+                if targets.0.is_empty() {
+                    tracing::info!("edge caught up with every channel topic");
+                    hub.set_caught_up();
+                }
+            }
+        }
+        for ((name, p), entries) in batch.drain() {
+            let Some(topic) = by_topic.get(&name) else {
+                continue;
+            };
+            if let Some(log) = topic.partitions.get(p) {
+                log.append(entries, hub.history);
+            }
+            if !touched.iter().any(|t| Arc::ptr_eq(t, topic)) {
+                touched.push(topic.clone());
+            }
+        }
+        hub.records_in.fetch_add(n as u64, Ordering::Relaxed);
+        for t in touched.drain(..) {
+            t.wake();
+        }
+        if last_probe.elapsed() >= PROBE_INTERVAL {
+            last_probe = Instant::now();
+            probe(&consumer, &hub, &edge.kafka_error);
+        }
+    }
+    let _ = consumer.unassign();
+}
+
+/// How often the reader checks that Kafka answers (and refreshes the low watermarks).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
+    for topic in hub.topics.values() {
+        for (p, log) in topic.partitions.iter().enumerate() {
+            match consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2)) {
+                Ok((low, _)) => log.set_low_watermark(low),
+                Err(e) => {
+                    if !error.swap(true, Ordering::AcqRel) {
+                        tracing::warn!("Kafka does not answer the edge: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+    if error.swap(false, Ordering::AcqRel) {
+        tracing::info!("Kafka answers the edge again");
+    }
+}

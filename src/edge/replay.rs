@@ -1,0 +1,173 @@
+//! Replays a partition from Kafka for a resume that reaches back past what the hub holds in
+//! memory. Consumers are pooled and the number of concurrent replays is bounded, so a resume
+//! storm cannot open a Kafka client per client.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use super::hub::{Entry, Hub, TopicLog, encode_entry};
+use crate::kafka::{ADMIN_TIMEOUT, KafkaSettings};
+
+/// What a replay sends to its session.
+#[derive(Debug)]
+pub enum ReplayItem {
+    Record(Entry),
+    /// Memory holds everything from this offset on: continue from the hub.
+    Reached(i64),
+    /// Kafka no longer holds `wanted` (it starts at `low`).
+    Gap {
+        wanted: i64,
+        low: i64,
+    },
+    Failed(String),
+}
+
+/// Concurrent Kafka replays per edge process.
+const MAX_REPLAYS: usize = 4;
+/// A replay that receives nothing for this long gives up.
+const STALL: Duration = Duration::from_secs(15);
+
+pub struct ReplayPool {
+    settings: KafkaSettings,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<BaseConsumer>>,
+}
+
+impl ReplayPool {
+    pub fn new(settings: KafkaSettings) -> Arc<ReplayPool> {
+        Arc::new(ReplayPool {
+            settings,
+            permits: Arc::new(Semaphore::new(MAX_REPLAYS)),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts replaying `topic`/`partition` from offset `from`; items arrive on the returned
+    /// channel and `waker` is notified after each batch.
+    pub fn start(
+        self: &Arc<Self>,
+        hub: Arc<Hub>,
+        topic: Arc<TopicLog>,
+        partition: usize,
+        from: i64,
+        waker: Arc<Notify>,
+    ) -> mpsc::Receiver<ReplayItem> {
+        let (tx, rx) = mpsc::channel(512);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = pool.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                let consumer = pool.idle.lock().expect("replay pool").pop();
+                let consumer = match consumer {
+                    Some(c) => c,
+                    None => match super::reader::consumer(&pool.settings) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = tx.blocking_send(ReplayItem::Failed(e.to_string()));
+                            waker.notify_one();
+                            return;
+                        }
+                    },
+                };
+                let reusable = replay(&consumer, &hub, &topic, partition, from, &tx, &waker);
+                let _ = consumer.unassign();
+                if reusable {
+                    pool.idle.lock().expect("replay pool").push(consumer);
+                }
+                drop(permit);
+            })
+            .await;
+        });
+        rx
+    }
+}
+
+/// Returns whether the consumer is fit for reuse.
+fn replay(
+    consumer: &BaseConsumer,
+    hub: &Hub,
+    topic: &TopicLog,
+    partition: usize,
+    from: i64,
+    tx: &mpsc::Sender<ReplayItem>,
+    waker: &Notify,
+) -> bool {
+    let send = |item: ReplayItem| {
+        let ok = tx.blocking_send(item).is_ok();
+        waker.notify_one();
+        ok
+    };
+    let log = &topic.partitions[partition];
+    let (low, _high) =
+        match consumer.fetch_watermarks(&topic.kafka_topic, partition as i32, ADMIN_TIMEOUT) {
+            Ok(w) => w,
+            Err(e) => {
+                send(ReplayItem::Failed(format!("reading watermarks: {e}")));
+                return false;
+            }
+        };
+    if from < low {
+        send(ReplayItem::Gap { wanted: from, low });
+        return true;
+    }
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(&topic.kafka_topic, partition as i32, Offset::Offset(from))
+        .is_err()
+        || consumer.assign(&tpl).is_err()
+    {
+        send(ReplayItem::Failed("assigning the partition".into()));
+        return false;
+    }
+    let mut last_progress = Instant::now();
+    let mut at = from;
+    loop {
+        let (memory_from, _, _) = log.bounds();
+        if at >= memory_from {
+            send(ReplayItem::Reached(at));
+            return true;
+        }
+        if last_progress.elapsed() > STALL {
+            send(ReplayItem::Failed(format!(
+                "no record from Kafka for {}s at offset {at}",
+                STALL.as_secs()
+            )));
+            return false;
+        }
+        let m = match consumer.poll(Duration::from_millis(100)) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+            Some(Err(e)) => {
+                send(ReplayItem::Failed(e.to_string()));
+                return false;
+            }
+            Some(Ok(m)) => m,
+        };
+        last_progress = Instant::now();
+        let Some(symbol) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            at = m.offset() + 1;
+            continue;
+        };
+        let id = hub.symbols.intern(symbol);
+        let fallback = m.timestamp().to_millis().unwrap_or(0);
+        if let Ok(e) = encode_entry(
+            &topic.channel,
+            partition as i32,
+            m.offset(),
+            id,
+            m.payload().unwrap_or_default(),
+            fallback,
+        ) && !send(ReplayItem::Record(e))
+        {
+            return true; // the session went away
+        }
+        at = m.offset() + 1;
+    }
+}

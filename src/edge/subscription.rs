@@ -1,0 +1,363 @@
+//! One topic a session is subscribed to: a cursor (the next Kafka offset to deliver) per
+//! partition and the pull that turns cursors into frames: live from the hub, catching up after a
+//! resume (from memory, or from Kafka when memory does not reach back far enough), and the slow
+//! client policy when a live cursor falls too far behind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use super::hub::{Budget, Hub, ReadOutcome, SymbolSet, TopicLog, passes};
+use super::protocol;
+use super::replay::{ReplayItem, ReplayPool};
+use crate::config::SlowClientPolicy;
+
+/// A frame ready to write, with the source timestamp of the price it carries (0: control).
+pub struct Out {
+    pub frame: Utf8Bytes,
+    pub ts_ms: i64,
+}
+
+impl Out {
+    pub fn control(frame: Utf8Bytes) -> Out {
+        Out { frame, ts_ms: 0 }
+    }
+}
+
+enum Mode {
+    Live,
+    /// Replaying from memory until `target`.
+    CatchingUp {
+        target: i64,
+    },
+    /// Replaying from Kafka until memory reaches back to the cursor.
+    Kafka {
+        rx: mpsc::Receiver<ReplayItem>,
+        target: i64,
+    },
+}
+
+struct Cursor {
+    next: i64,
+    mode: Mode,
+}
+
+/// Why a pull could not go on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// The client fell behind on a channel whose policy is `close`.
+    SlowConsumer,
+    /// A resume asked for records Kafka no longer holds, or could not replay them.
+    Gap(String),
+}
+
+/// Everything a pull may need besides the subscription.
+pub struct PullContext<'a> {
+    pub hub: &'a Arc<Hub>,
+    pub replay: &'a Arc<ReplayPool>,
+    pub waker: &'a Arc<Notify>,
+    pub max_lag: usize,
+}
+
+pub struct Subscription {
+    pub topic: Arc<TopicLog>,
+    pub filter: Option<SymbolSet>,
+    /// The symbols as the client sees them in `subscribed` (`None`: all).
+    pub symbols: Option<Vec<String>>,
+    pub policy: SlowClientPolicy,
+    cursors: Vec<Cursor>,
+    /// `Some(replayed)` while a resume is catching up.
+    resuming: Option<u64>,
+}
+
+/// The latest price per symbol of `partitions` (all when `None`) and where each partition's
+/// live stream continues.
+pub fn snapshot(
+    topic: &TopicLog,
+    filter: Option<&SymbolSet>,
+    partitions: Option<&[usize]>,
+) -> (Utf8Bytes, Vec<(usize, i64)>) {
+    let mut prices = Vec::new();
+    let mut nexts = Vec::new();
+    for (p, log) in topic.partitions.iter().enumerate() {
+        if partitions.is_some_and(|ps| !ps.contains(&p)) {
+            continue;
+        }
+        let (entries, next) = log.latest(filter, i64::MIN);
+        prices.extend(entries.into_iter().map(|e| (p, e)));
+        nexts.push((p, next));
+    }
+    let up_to: Vec<(usize, i64)> = nexts.iter().map(|(p, n)| (*p, n - 1)).collect();
+    let frame = protocol::snapshot(&topic.channel, &up_to, prices.iter().map(|(p, e)| (*p, e)));
+    (frame, nexts)
+}
+
+/// What a resume found for one partition before it starts.
+pub enum Start {
+    /// Deliver from this offset.
+    At(i64),
+    /// The asked offset is past the end of the log.
+    Beyond { asked: i64, end: i64 },
+}
+
+impl Subscription {
+    /// A fresh subscription: the snapshot frame to send, then live from the snapshot's point.
+    pub fn subscribe(
+        topic: Arc<TopicLog>,
+        filter: Option<SymbolSet>,
+        symbols: Option<Vec<String>>,
+        policy: SlowClientPolicy,
+    ) -> (Subscription, Utf8Bytes) {
+        let (frame, nexts) = snapshot(&topic, filter.as_ref(), None);
+        let cursors = nexts
+            .into_iter()
+            .map(|(_, next)| Cursor {
+                next,
+                mode: Mode::Live,
+            })
+            .collect();
+        let sub = Subscription {
+            topic,
+            filter,
+            symbols,
+            policy,
+            cursors,
+            resuming: None,
+        };
+        (sub, frame)
+    }
+
+    /// A subscription that replays each partition of `from` after the seqNo given and takes a
+    /// snapshot of the partitions not given. Returns the snapshot frame when there is one.
+    pub fn resume(
+        topic: Arc<TopicLog>,
+        filter: Option<SymbolSet>,
+        symbols: Option<Vec<String>>,
+        policy: SlowClientPolicy,
+        from: &BTreeMap<i32, i64>,
+        ctx: &PullContext<'_>,
+    ) -> (Subscription, Option<Utf8Bytes>) {
+        let missing: Vec<usize> = (0..topic.partitions.len())
+            .filter(|p| !from.contains_key(&(*p as i32)))
+            .collect();
+        let (snap, snap_nexts) = if missing.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (frame, nexts) = snapshot(&topic, filter.as_ref(), Some(&missing));
+            (Some(frame), nexts)
+        };
+        let mut cursors = Vec::with_capacity(topic.partitions.len());
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let (memory_from, next, _) = log.bounds();
+            let cursor = match from.get(&(p as i32)) {
+                None => {
+                    let next = snap_nexts
+                        .iter()
+                        .find(|(sp, _)| *sp == p)
+                        .map_or(next, |(_, n)| *n);
+                    Cursor {
+                        next,
+                        mode: Mode::Live,
+                    }
+                }
+                Some(seq) => {
+                    let start = seq + 1;
+                    if start >= next {
+                        Cursor {
+                            next: start.min(next),
+                            mode: Mode::Live,
+                        }
+                    } else if start >= memory_from {
+                        Cursor {
+                            next: start,
+                            mode: Mode::CatchingUp { target: next },
+                        }
+                    } else {
+                        let rx = ctx.replay.start(
+                            ctx.hub.clone(),
+                            topic.clone(),
+                            p,
+                            start,
+                            ctx.waker.clone(),
+                        );
+                        Cursor {
+                            next: start,
+                            mode: Mode::Kafka { rx, target: next },
+                        }
+                    }
+                }
+            };
+            cursors.push(cursor);
+        }
+        let from_kafka = cursors.iter().any(|c| matches!(c.mode, Mode::Kafka { .. }));
+        crate::telemetry::edge_resume(if from_kafka { "kafka" } else { "memory" });
+        let sub = Subscription {
+            topic,
+            filter,
+            symbols,
+            policy,
+            cursors,
+            resuming: Some(0),
+        };
+        (sub, snap)
+    }
+
+    /// Moves cursors forward, pushing frames into `out` within `budget`.
+    pub fn pull(
+        &mut self,
+        ctx: &PullContext<'_>,
+        budget: &mut Budget,
+        out: &mut Vec<Out>,
+    ) -> Result<(), Trouble> {
+        let topic = self.topic.clone();
+        let filter = self.filter.as_ref();
+        for (p, cursor) in self.cursors.iter_mut().enumerate() {
+            let log = &topic.partitions[p];
+            // A partition can change mode several times in one pull (Kafka → memory → live).
+            loop {
+                if budget.exhausted() {
+                    break;
+                }
+                let before = out.len();
+                let mut push = |e: &super::hub::Entry| {
+                    out.push(Out {
+                        frame: e.frame.clone(),
+                        ts_ms: e.ts_ms,
+                    })
+                };
+                match &mut cursor.mode {
+                    Mode::Live => {
+                        match log.read(cursor.next, filter, Some(ctx.max_lag), budget, &mut push) {
+                            ReadOutcome::Advanced(n) => cursor.next = n,
+                            ReadOutcome::Lagged | ReadOutcome::BeforeMemory => {
+                                if self.policy == SlowClientPolicy::Close {
+                                    return Err(Trouble::SlowConsumer);
+                                }
+                                let (latest, next) = log.latest(filter, cursor.next);
+                                for e in &latest {
+                                    budget.take(e.frame.len());
+                                    out.push(Out {
+                                        frame: e.conflated_frame(),
+                                        ts_ms: e.ts_ms,
+                                    });
+                                }
+                                cursor.next = next;
+                                crate::telemetry::edge_conflated(&topic.channel);
+                            }
+                        }
+                        break;
+                    }
+                    Mode::CatchingUp { target } => {
+                        let target = *target;
+                        let outcome = log.read(cursor.next, filter, None, budget, &mut push);
+                        if let Some(r) = self.resuming.as_mut() {
+                            *r += (out.len() - before) as u64;
+                        }
+                        match outcome {
+                            ReadOutcome::Advanced(n) => {
+                                cursor.next = n;
+                                if n >= target {
+                                    cursor.mode = Mode::Live;
+                                }
+                                break;
+                            }
+                            ReadOutcome::BeforeMemory => {
+                                // The client read slower than memory turned over: go to Kafka.
+                                let rx = ctx.replay.start(
+                                    ctx.hub.clone(),
+                                    topic.clone(),
+                                    p,
+                                    cursor.next,
+                                    ctx.waker.clone(),
+                                );
+                                cursor.mode = Mode::Kafka { rx, target };
+                            }
+                            ReadOutcome::Lagged => unreachable!("no lag limit while catching up"),
+                        }
+                    }
+                    Mode::Kafka { rx, target } => {
+                        let target = *target;
+                        match rx.try_recv() {
+                            Ok(ReplayItem::Record(e)) => {
+                                if e.offset >= cursor.next {
+                                    if passes(filter, e.symbol) {
+                                        budget.take(e.frame.len());
+                                        if let Some(r) = self.resuming.as_mut() {
+                                            *r += 1;
+                                        }
+                                        out.push(Out {
+                                            frame: e.frame,
+                                            ts_ms: e.ts_ms,
+                                        });
+                                    }
+                                    cursor.next = e.offset + 1;
+                                }
+                            }
+                            Ok(ReplayItem::Reached(at)) => {
+                                cursor.next = cursor.next.max(at);
+                                cursor.mode = Mode::CatchingUp { target };
+                            }
+                            Ok(ReplayItem::Gap { wanted, low }) => {
+                                crate::telemetry::edge_resume("gap");
+                                return Err(Trouble::Gap(format!(
+                                    "partition {p}: seqNo {} is no longer in Kafka (the log starts at {low})",
+                                    wanted - 1
+                                )));
+                            }
+                            Ok(ReplayItem::Failed(why)) => {
+                                return Err(Trouble::Gap(format!(
+                                    "partition {p}: replay from Kafka failed: {why}"
+                                )));
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                return Err(Trouble::Gap(format!(
+                                    "partition {p}: replay from Kafka stopped"
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(replayed) = self.resuming
+            && self.cursors.iter().all(|c| matches!(c.mode, Mode::Live))
+        {
+            out.push(Out::control(protocol::resumed(&topic.channel, replayed)));
+            self.resuming = None;
+        }
+        Ok(())
+    }
+
+    /// True when a live cursor is further behind than `max_lag` (checked while the socket is
+    /// still busy with the previous write).
+    pub fn lagging(&self, max_lag: usize) -> bool {
+        self.cursors.iter().enumerate().any(|(p, c)| {
+            matches!(c.mode, Mode::Live)
+                && (self.topic.partitions[p].next() - c.next) as u64 > max_lag as u64
+        })
+    }
+
+    /// Whether the hub has records this subscription has not pulled yet.
+    pub fn has_pending(&self) -> bool {
+        self.cursors.iter().enumerate().any(|(p, c)| match c.mode {
+            Mode::Kafka { .. } => true,
+            _ => self.topic.partitions[p].next() > c.next,
+        })
+    }
+}
+
+/// Where a resume for `seq` (last processed) on `partition` may start, given the hub's end.
+pub fn start_for(hub_next: i64, seq: i64) -> Start {
+    let start = seq + 1;
+    if start > hub_next {
+        Start::Beyond {
+            asked: seq,
+            end: hub_next - 1,
+        }
+    } else {
+        Start::At(start)
+    }
+}
