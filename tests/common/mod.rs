@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -238,6 +239,7 @@ pub fn spawn_pricefeed(broker: &Broker, config: &Path, args: &[&str], log_dir: &
         .args(args)
         .env("PRICEFEED_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
+        .env("PRICEFEED_JWT_SECRET", ws::SECRET)
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -295,4 +297,11 @@ pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
         1,
     ))
     .expect("create topic");
+}
+
+/// Waits until the process's `/readyz` says ready.
+pub fn wait_ready(p: &Proc, timeout: Duration) {
+    wait_for(timeout, "pricefeed /readyz", || {
+        (http_get(p.http_port, "/readyz").as_deref() == Some("ready\n")).then_some(())
+    });
 }
