@@ -28,16 +28,22 @@ impl Out {
 
 enum Mode {
     Live,
-    /// Replaying from memory until `target`.
+    /// Replaying from memory until `target`; then live once within `max_lag` of the end, or
+    /// after [`MAX_RETARGETS`] new targets (a client slower than the feed meets its policy).
     CatchingUp {
         target: i64,
+        retargets: u8,
     },
     /// Replaying from Kafka until memory reaches back to the cursor.
     Kafka {
         rx: mpsc::Receiver<ReplayItem>,
         target: i64,
+        retargets: u8,
     },
 }
+
+/// How often a catch-up may chase the moving end before the slow-client policy applies.
+const MAX_RETARGETS: u8 = 3;
 
 struct Cursor {
     next: i64,
@@ -172,7 +178,10 @@ impl Subscription {
                     } else if start >= memory_from {
                         Cursor {
                             next: start,
-                            mode: Mode::CatchingUp { target: next },
+                            mode: Mode::CatchingUp {
+                                target: next,
+                                retargets: 0,
+                            },
                         }
                     } else {
                         let rx = ctx.replay.start(
@@ -184,7 +193,11 @@ impl Subscription {
                         );
                         Cursor {
                             next: start,
-                            mode: Mode::Kafka { rx, target: next },
+                            mode: Mode::Kafka {
+                                rx,
+                                target: next,
+                                retargets: 0,
+                            },
                         }
                     }
                 }
@@ -249,8 +262,8 @@ impl Subscription {
                         }
                         break;
                     }
-                    Mode::CatchingUp { target } => {
-                        let target = *target;
+                    Mode::CatchingUp { target, retargets } => {
+                        let (target, retargets) = (*target, *retargets);
                         let outcome = log.read(cursor.next, filter, None, budget, &mut push);
                         if let Some(r) = self.resuming.as_mut() {
                             *r += (out.len() - before) as u64;
@@ -259,7 +272,17 @@ impl Subscription {
                             ReadOutcome::Advanced(n) => {
                                 cursor.next = n;
                                 if n >= target {
-                                    cursor.mode = Mode::Live;
+                                    let end = log.next();
+                                    cursor.mode = if (end - n) as u64 <= ctx.max_lag as u64
+                                        || retargets >= MAX_RETARGETS
+                                    {
+                                        Mode::Live
+                                    } else {
+                                        Mode::CatchingUp {
+                                            target: end,
+                                            retargets: retargets + 1,
+                                        }
+                                    };
                                 }
                                 break;
                             }
@@ -272,13 +295,21 @@ impl Subscription {
                                     cursor.next,
                                     ctx.waker.clone(),
                                 );
-                                cursor.mode = Mode::Kafka { rx, target };
+                                cursor.mode = Mode::Kafka {
+                                    rx,
+                                    target,
+                                    retargets,
+                                };
                             }
                             ReadOutcome::Lagged => unreachable!("no lag limit while catching up"),
                         }
                     }
-                    Mode::Kafka { rx, target } => {
-                        let target = *target;
+                    Mode::Kafka {
+                        rx,
+                        target,
+                        retargets,
+                    } => {
+                        let (target, retargets) = (*target, *retargets);
                         match rx.try_recv() {
                             Ok(ReplayItem::Record(e)) => {
                                 if e.offset >= cursor.next {
@@ -297,7 +328,7 @@ impl Subscription {
                             }
                             Ok(ReplayItem::Reached(at)) => {
                                 cursor.next = cursor.next.max(at);
-                                cursor.mode = Mode::CatchingUp { target };
+                                cursor.mode = Mode::CatchingUp { target, retargets };
                             }
                             Ok(ReplayItem::Gap { wanted, low }) => {
                                 crate::telemetry::edge_resume("gap");

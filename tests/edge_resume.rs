@@ -1,0 +1,289 @@
+//! Resume (I₆) with real clients, a live feed and two edge processes: a client that drops
+//! mid-stream and resumes, on the same edge and on another one, receives exactly the records it
+//! missed and then the live ones; an offset that is not in the log gives `resume_gap` and a fresh
+//! snapshot.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::ws::{Received, Ws, token};
+use common::*;
+use rdkafka::config::FromClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::{Value, json};
+
+const PARTITIONS: i32 = 3;
+const SYMBOLS: [&str; 3] = ["EURUSD", "GBPUSD", "USDJPY"];
+/// Small, so that a resume after a longer drop is served from Kafka, a short one from memory.
+const HISTORY: usize = 200;
+
+fn config(prefix: &str) -> String {
+    format!(
+        "{}\n[edge]\nhistory_per_partition = {HISTORY}\nmax_lag_records = {HISTORY}\n\n{}\
+         [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\n",
+        kafka_table(prefix, PARTITIONS),
+        instruments(&SYMBOLS)
+    )
+}
+
+/// Produces raw prices at about `per_sec` until `stop`; counts what it wrote.
+fn feed(
+    broker: &Broker,
+    raw: String,
+    per_sec: usize,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    let producer: BaseProducer =
+        BaseProducer::from_config(&settings(broker).producer_config()).unwrap();
+    std::thread::spawn(move || {
+        let batch = per_sec / 50;
+        let mut i = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..batch {
+                let s = i % SYMBOLS.len();
+                let value = format!(
+                    r#"{{"symbol":"{}","bid":"1.{:05}","ask":"1.{:05}"}}"#,
+                    SYMBOLS[s],
+                    10_000 + i % 50_000,
+                    10_003 + i % 50_000
+                );
+                let r = BaseRecord::to(&raw)
+                    .partition(s as i32)
+                    .key(SYMBOLS[s])
+                    .payload(&value);
+                producer.send(r).map_err(|(e, _)| e).unwrap();
+                i += 1;
+            }
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        written.store(i, Ordering::SeqCst);
+    })
+}
+
+/// Reads until at least `n` more messages arrived (and, when `until_resumed`, the `resumed` frame).
+async fn read_some(ws: &mut Ws, rx: &mut Received, n: usize, until_resumed: bool) -> Option<Value> {
+    let target = rx.count() + n;
+    let mut resumed = None;
+    while rx.count() < target || (until_resumed && resumed.is_none()) {
+        let v = ws.next(Duration::from_secs(30)).await.unwrap_or_else(|| {
+            panic!("stream stopped at {} messages ({:?})", rx.count(), ws.ended)
+        });
+        match v["type"].as_str() {
+            Some("resumed") => resumed = Some(v),
+            Some("message") => {
+                assert!(
+                    v.get("conflated").is_none(),
+                    "no conflation expected here: {v}"
+                );
+                rx.take(&v)
+            }
+            Some("snapshot") => rx.take(&v),
+            Some("subscribed") => {}
+            _ => panic!("unexpected frame {v}"),
+        }
+    }
+    resumed
+}
+
+#[test]
+fn a_client_resumes_on_the_same_and_on_another_edge_with_no_gap_and_no_duplicate() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("edge-resume");
+    let (dir, path) = write_config(&config(&prefix));
+    let raw = format!("{prefix}.raw");
+    let vip = format!("{prefix}.vip");
+    create_topic(&broker, &raw, PARTITIONS);
+    let a = spawn_pricefeed(&broker, &path, &["run"], dir.path());
+    wait_ready(&a, Duration::from_secs(60));
+    let b = spawn_pricefeed(&broker, &path, &["edge"], dir.path());
+    wait_ready(&b, Duration::from_secs(60));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let producer = feed(&broker, raw.clone(), 1000, stop.clone(), written.clone());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let tok = token("ivan", &["vip"], None, false, 600);
+        // 1. Subscribe on A and read a while.
+        let mut c1 = Ws::connect(a.http_port, "/ws").await;
+        c1.setup(&tok).await;
+        c1.send(json!({"type": "subscribe", "topic": "vip"})).await;
+        c1.expect("subscribed").await;
+        let snap = c1.expect("snapshot").await;
+        let first_up_to: BTreeMap<i64, i64> = snap["upTo"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(p, s)| (p.parse().unwrap(), s.as_i64().unwrap()))
+            .collect();
+        let mut r1 = Received::default();
+        r1.take(&snap);
+        read_some(&mut c1, &mut r1, 300, false).await;
+        drop(c1); // the network drops: no Close frame
+
+        // 2. Long enough away that memory no longer reaches back: A replays from Kafka.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut c2 = Ws::connect(a.http_port, "/ws").await;
+        c2.setup(&tok).await;
+        c2.send(json!({"type": "resume", "topic": "vip", "from": r1.resume_from()}))
+            .await;
+        let mut r2 = Received {
+            last: r1.last.clone(),
+            ..Default::default()
+        };
+        let resumed = read_some(&mut c2, &mut r2, 300, true).await.unwrap();
+        assert!(
+            resumed["replayed"].as_u64().unwrap() > HISTORY as u64,
+            "{resumed}"
+        );
+        drop(c2);
+
+        // 3. A short drop, and back on the other edge: B replays from memory.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut c3 = Ws::connect(b.http_port, "/ws").await;
+        c3.setup(&tok).await;
+        c3.send(json!({"type": "resume", "topic": "vip", "from": r2.resume_from()}))
+            .await;
+        let mut r3 = Received {
+            last: r2.last.clone(),
+            ..Default::default()
+        };
+        read_some(&mut c3, &mut r3, 300, true).await;
+
+        // 4. The feed stops; once everything is transformed, c3 reads to the end.
+        stop.store(true, Ordering::SeqCst);
+        while !producer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let total = written.load(Ordering::SeqCst);
+        let records = wait_for(Duration::from_secs(60), "every record on vip", || {
+            let r = read_all(&broker, &vip, PARTITIONS);
+            (r.len() == total).then_some(r)
+        });
+        let end: BTreeMap<i64, i64> = records
+            .iter()
+            .map(|r| (r.partition as i64, r.offset))
+            .collect();
+        while end.iter().any(|(p, o)| r3.last.get(p) != Some(o)) {
+            read_some(&mut c3, &mut r3, 1, false).await;
+        }
+
+        // Together, the three connections saw every record after the first snapshot, in order,
+        // each exactly once, each equal to the Kafka record at its seqNo.
+        for p in 0..PARTITIONS as i64 {
+            let expected: Vec<i64> = records
+                .iter()
+                .filter(|r| r.partition as i64 == p && r.offset > first_up_to[&p])
+                .map(|r| r.offset)
+                .collect();
+            let got: Vec<i64> = [&r1, &r2, &r3]
+                .iter()
+                .flat_map(|r| r.seqs.get(&p).cloned().unwrap_or_default())
+                .collect();
+            assert_eq!(got.len(), expected.len(), "partition {p}: count");
+            assert_eq!(got, expected, "partition {p}");
+        }
+        let at: std::collections::HashMap<(i64, i64), Value> = records
+            .iter()
+            .map(|r| ((r.partition as i64, r.offset), r.json()))
+            .collect();
+        for m in r1.messages.iter().chain(&r2.messages).chain(&r3.messages) {
+            let key = (
+                m["partition"].as_i64().unwrap(),
+                m["seqNo"].as_i64().unwrap(),
+            );
+            assert_eq!(m["data"], at[&key]);
+        }
+    });
+    producer_done(&a, &b);
+}
+
+fn producer_done(a: &Proc, b: &Proc) {
+    let kafka = a
+        .metric("pricefeed_edge_resumes_total{source=\"kafka\"}")
+        .unwrap_or(0.0);
+    let memory = b
+        .metric("pricefeed_edge_resumes_total{source=\"memory\"}")
+        .unwrap_or(0.0);
+    assert!(kafka >= 1.0, "edge A replayed from Kafka");
+    assert!(memory >= 1.0, "edge B replayed from memory");
+}
+
+#[test]
+fn an_offset_not_in_the_log_gives_resume_gap_and_a_fresh_snapshot() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("edge-gap");
+    let (dir, path) = write_config(&config(&prefix));
+    let raw = format!("{prefix}.raw");
+    create_topic(&broker, &raw, PARTITIONS);
+    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
+    wait_ready(&node, Duration::from_secs(60));
+    let records: Vec<(i32, Option<&str>, String)> = (0..30)
+        .map(|i| {
+            let s = i % 3;
+            (
+                s as i32,
+                Some(SYMBOLS[s]),
+                format!(
+                    r#"{{"symbol":"{}","bid":"1.1{i:04}","ask":"1.1{:04}"}}"#,
+                    SYMBOLS[s],
+                    i + 2
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(i32, Option<&str>, &str)> = records
+        .iter()
+        .map(|(p, k, v)| (*p, *k, v.as_str()))
+        .collect();
+    produce(&broker, &raw, &refs);
+    let vip = format!("{prefix}.vip");
+    wait_for(Duration::from_secs(30), "30 records on vip", || {
+        (read_all(&broker, &vip, PARTITIONS).len() == 30).then_some(())
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Ws::connect(node.http_port, "/ws").await;
+        c.setup(&token("judy", &["vip"], None, false, 600)).await;
+        // Partition 1 asks for a seqNo far past the end (as after a broker lost its data).
+        c.send(json!({"type": "resume", "topic": "vip", "from": {"0": 3, "1": 5_000_000, "2": 1}}))
+            .await;
+        c.expect("subscribed").await;
+        let e = c.expect_error("resume_gap").await;
+        assert!(
+            e["message"].as_str().unwrap().contains("partition 1"),
+            "{e}"
+        );
+        let snap = c.expect("snapshot").await;
+        assert_eq!(snap["prices"].as_array().unwrap().len(), 3, "{snap}");
+        assert_eq!(snap["upTo"], json!({"0": 9, "1": 9, "2": 9}));
+        // And it goes on live from there.
+        produce(
+            &broker,
+            &raw,
+            &[(
+                1,
+                Some("GBPUSD"),
+                r#"{"symbol":"GBPUSD","bid":"1.2","ask":"1.21"}"#,
+            )],
+        );
+        let m = c.expect("message").await;
+        assert_eq!(
+            (m["partition"].as_i64(), m["seqNo"].as_i64()),
+            (Some(1), Some(10))
+        );
+        // A partition the topic does not have is a bad request.
+        c.send(json!({"type": "resume", "topic": "vip", "from": {"7": 1}}))
+            .await;
+        c.expect_error("bad_request").await;
+    });
+}
