@@ -53,6 +53,22 @@ pub struct HttpListener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Socket options for every accepted connection: no Nagle delay (prices are small writes that
+/// must go out at once) and a bounded send buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketOptions {
+    pub send_buffer_bytes: usize,
+}
+
+impl SocketOptions {
+    pub fn apply(&self, tcp: &tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        if self.send_buffer_bytes > 0 {
+            let _ = socket2::SockRef::from(tcp).set_send_buffer_size(self.send_buffer_bytes);
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
@@ -110,9 +126,12 @@ pub async fn run(
     }
     let http_token = background.clone();
     let local = listener.tcp.local_addr()?;
+    let sockets = SocketOptions {
+        send_buffer_bytes: live.load().edge.send_buffer_bytes,
+    };
     match listener.tls {
         Some(tls) => {
-            let l = tls::TlsListener::new(listener.tcp, tls)?;
+            let l = tls::TlsListener::new(listener.tcp, tls, sockets)?;
             tracing::info!(addr = %local, "HTTPS listening");
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, router, http_token).await {
@@ -122,7 +141,8 @@ pub async fn run(
         }
         None => {
             tracing::info!(addr = %local, "HTTP listening");
-            let tcp = listener.tcp;
+            use axum::serve::ListenerExt;
+            let tcp = listener.tcp.tap_io(move |s| sockets.apply(s));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(tcp, router, http_token).await {
                     tracing::error!("HTTP server stopped: {e}");

@@ -55,7 +55,11 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        sockets: crate::SocketOptions,
+    ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(256);
@@ -72,7 +76,7 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
-                let _ = tcp.set_nodelay(true);
+                sockets.apply(&tcp);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -113,8 +113,7 @@ fn each_user_sees_exactly_its_channels_and_symbols_with_kafka_offsets_as_seq() {
             let (part, seq) = (p["partition"].as_i64().unwrap(), p["seqNo"].as_i64().unwrap());
             let last = vip_records
                 .iter()
-                .filter(|r| r.key.as_deref() == p["data"]["symbol"].as_str())
-                .next_back()
+                .rfind(|r| r.key.as_deref() == p["data"]["symbol"].as_str())
                 .unwrap();
             assert_eq!((part, seq), (last.partition as i64, last.offset));
             assert_eq!(p["data"], last.json());

@@ -77,6 +77,9 @@ pub struct EdgeSettings {
     pub dedup_window_ms: u64,
     /// On SIGTERM, sessions get a Close frame and this long to drain.
     pub shutdown_grace_ms: u64,
+    /// Kernel send buffer per client socket (0: the OS default, which can grow to several MiB).
+    /// Bounds kernel memory per connection and how long a stalled client goes unnoticed.
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for EdgeSettings {
@@ -93,6 +96,7 @@ impl Default for EdgeSettings {
             setup_timeout_ms: 10_000,
             dedup_window_ms: 300_000,
             shutdown_grace_ms: 5_000,
+            send_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -192,7 +196,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
     let Some(table) = value.and_then(|v| w.table("edge", v)) else {
         return e;
     };
-    const KEYS: [(&str, i64, i64); 11] = [
+    const KEYS: [(&str, i64, i64); 12] = [
         ("max_connections", 1, 10_000_000),
         ("max_frame_bytes", 256, 16 << 20),
         ("max_subscriptions", 1, 10_000),
@@ -204,6 +208,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
         ("setup_timeout_ms", 100, 3_600_000),
         ("dedup_window_ms", 0, 86_400_000),
         ("shutdown_grace_ms", 0, 600_000),
+        ("send_buffer_bytes", 0, 64 << 20),
     ];
     let names: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
     w.only_keys("edge", table, &names);
@@ -226,6 +231,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "heartbeat_ms" => e.heartbeat_ms = ms,
             "setup_timeout_ms" => e.setup_timeout_ms = ms,
             "dedup_window_ms" => e.dedup_window_ms = ms,
+            "send_buffer_bytes" => e.send_buffer_bytes = u,
             _ => e.shutdown_grace_ms = ms,
         }
     }

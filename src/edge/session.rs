@@ -30,6 +30,10 @@ const RESUME_WAIT: Duration = Duration::from_secs(2);
 /// Time to deliver a Close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A write that waits this long on the client marks it as not keeping up: only then does a
+/// backlog count as the client's lag (a burst of the feed is not).
+const SLOW_WRITE: Duration = Duration::from_millis(100);
+
 /// WebSocket close codes.
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
@@ -158,6 +162,8 @@ struct Session {
     /// Source timestamp of the oldest price in the write in flight.
     oldest_ts: i64,
     ping_pending: bool,
+    /// The last write waited on the client for at least [`SLOW_WRITE`]: it is not keeping up.
+    blocked: bool,
 }
 
 /// Serves one upgraded connection until it closes or the edge shuts down.
@@ -198,6 +204,7 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         flushing_since: None,
         oldest_ts: 0,
         ping_pending: false,
+        blocked: false,
         edge,
     };
     let shutdown = s.edge.shutdown.clone();
@@ -208,7 +215,18 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         if s.flushing_since.is_none() {
             match s.fill(&mut ws) {
                 Ok(0) => {}
-                Ok(_) => s.flushing_since = Some(Instant::now()),
+                Ok(_) => {
+                    s.blocked = false;
+                    // Most writes complete at once; only one the kernel cannot take keeps the
+                    // session in the flushing state (and marks the client as pushing back).
+                    match futures_util::FutureExt::now_or_never(futures_util::SinkExt::flush(
+                        &mut ws,
+                    )) {
+                        Some(Ok(())) => s.flushed(),
+                        Some(Err(_)) => break,
+                        None => s.flushing_since = Some(Instant::now()),
+                    }
+                }
                 Err(_) => break,
             }
             if s.closing.is_some() {
@@ -251,7 +269,8 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
             _ = s.waker.notified(), if flushing => {
                 // The socket is still busy with the last write: only apply the `close` policy.
                 let max_lag = s.edge.settings.max_lag_records;
-                if s.subs.iter().any(|sub| sub.policy == crate::config::SlowClientPolicy::Close && sub.lagging(max_lag)) {
+                let slow = s.flushing_since.is_some_and(|t| t.elapsed() >= SLOW_WRITE);
+                if slow && s.subs.iter().any(|sub| sub.policy == crate::config::SlowClientPolicy::Close && sub.lagging(max_lag)) {
                     telemetry::edge_slow_close("lag");
                     s.closing = Some((CLOSE_POLICY, "slow consumer".into()));
                 }
@@ -390,6 +409,7 @@ impl Session {
             replay: &edge.replay,
             waker: &self.waker,
             max_lag: edge.settings.max_lag_records,
+            blocked: self.blocked,
         };
         let mut i = 0;
         while i < self.subs.len() {
@@ -462,7 +482,9 @@ impl Session {
     }
 
     fn flushed(&mut self) {
-        self.flushing_since = None;
+        if let Some(t) = self.flushing_since.take() {
+            self.blocked = t.elapsed() >= SLOW_WRITE;
+        }
         if self.oldest_ts != 0 {
             let age_ms = unix_now_ms() - self.oldest_ts;
             self.edge.latency.record(age_ms.max(0) as f64 / 1000.0);
@@ -837,6 +859,7 @@ impl Session {
             replay: &edge.replay,
             waker: &self.waker,
             max_lag: edge.settings.max_lag_records,
+            blocked: false,
         };
         let (sub, snap) = Subscription::resume(log, filter, symbols, policy, &from, &ctx);
         if let Some(snap) = snap {

@@ -65,6 +65,9 @@ pub struct PullContext<'a> {
     pub replay: &'a Arc<ReplayPool>,
     pub waker: &'a Arc<Notify>,
     pub max_lag: usize,
+    /// The socket pushed back since the last pull (a write did not complete at once): only then
+    /// is a backlog the client's slowness rather than a burst of the feed.
+    pub blocked: bool,
 }
 
 pub struct Subscription {
@@ -242,7 +245,8 @@ impl Subscription {
                 };
                 match &mut cursor.mode {
                     Mode::Live => {
-                        match log.read(cursor.next, filter, Some(ctx.max_lag), budget, &mut push) {
+                        let max_lag = ctx.blocked.then_some(ctx.max_lag);
+                        match log.read(cursor.next, filter, max_lag, budget, &mut push) {
                             ReadOutcome::Advanced(n) => cursor.next = n,
                             ReadOutcome::Lagged | ReadOutcome::BeforeMemory => {
                                 if self.policy == SlowClientPolicy::Close {

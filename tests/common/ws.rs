@@ -21,6 +21,13 @@ pub fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// A token for `sub` valid for `ttl_s` seconds (negative: already expired).
 pub fn token(
     sub: &str,
