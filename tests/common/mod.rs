@@ -222,6 +222,17 @@ impl Drop for Proc {
 
 /// Starts `pricefeed <args>` against `broker` with `config`, logging to a file in `log_dir`.
 pub fn spawn_pricefeed(broker: &Broker, config: &Path, args: &[&str], log_dir: &Path) -> Proc {
+    spawn_pricefeed_env(broker, config, args, log_dir, &[])
+}
+
+/// [`spawn_pricefeed`] with extra environment variables.
+pub fn spawn_pricefeed_env(
+    broker: &Broker,
+    config: &Path,
+    args: &[&str],
+    log_dir: &Path,
+    env: &[(&str, &str)],
+) -> Proc {
     static N: AtomicU32 = AtomicU32::new(0);
     let http_port = free_port();
     let log = log_dir.join(format!(
@@ -240,6 +251,7 @@ pub fn spawn_pricefeed(broker: &Broker, config: &Path, args: &[&str], log_dir: &
         .env("PRICEFEED_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
         .env("PRICEFEED_JWT_SECRET", ws::SECRET)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -304,4 +316,34 @@ pub fn wait_ready(p: &Proc, timeout: Duration) {
     wait_for(timeout, "pricefeed /readyz", || {
         (http_get(p.http_port, "/readyz").as_deref() == Some("ready\n")).then_some(())
     });
+}
+
+/// A minimal HTTP/1.1 POST on 127.0.0.1: the status code and the body.
+pub fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
