@@ -147,6 +147,6 @@ fn duplicates_are_acked_as_such_and_written_once() {
     );
     assert_eq!(
         node.metric("pricefeed_edge_published_total{status=\"duplicate\"}"),
-        Some(2.0)
+        Some(3.0)
     );
 }
