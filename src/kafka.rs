@@ -83,6 +83,9 @@ impl KafkaSettings {
                 ("linger.ms", "1"),
                 ("compression.type", "lz4"),
                 ("message.timeout.ms", "300000"),
+                // Keyed records land where the Java client (and Kafka Streams, Connect…) would
+                // put them, so every producer of the raw topic agrees on a symbol's partition.
+                ("partitioner", "murmur2_random"),
             ],
         )
     }

@@ -313,7 +313,11 @@ fn token(rules: &Rules, t: &TokenArgs) -> ExitCode {
         publish: t.publish,
         exp: now + t.ttl,
         iss: rules.auth.issuer.clone(),
-        aud: rules.auth.audience.clone(),
+        aud: rules
+            .auth
+            .audience
+            .clone()
+            .map(pricefeed::edge::auth::Audience::One),
     };
     match sign_hs256(&claims, secret.as_bytes()) {
         Ok(tok) => {

@@ -249,3 +249,46 @@ fn reload_applies_valid_files_and_rejects_invalid_ones_and_kafka_changes() {
     assert!(errors.to_string().contains("restart"), "{errors}");
     assert_eq!(live.load().version, v2);
 }
+
+#[test]
+fn auth_edge_and_slow_client_settings_are_checked_with_their_paths() {
+    let text = r#"
+[auth]
+algorithm = "RS512"
+leeway_s = -1
+shoe_size = 44
+
+[edge]
+max_frame_bytes = 10
+max_lag_records = 5000
+history_per_partition = 1000
+heartbeat = 5
+
+[instruments.EURUSD]
+tick = "0.00001"
+pip = "0.0001"
+precision = 5
+
+[channels.vip]
+markup = { unit = "pips", bid = "0.1", ask = "0.1" }
+slow_client = "drop"
+"#;
+    let errors = Rules::parse(text, "test").unwrap_err().to_string();
+    for expected in [
+        "auth.algorithm: \"RS512\" is not one of: HS256, RS256, ES256",
+        "auth.leeway_s:",
+        "auth.shoe_size: unknown key",
+        "edge.heartbeat: unknown key",
+        "edge.max_frame_bytes:",
+        "edge.max_lag_records: 5000 is more than edge.history_per_partition (1000)",
+        "channels.vip.slow_client: \"drop\" is not one of: conflate, close",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in:\n{errors}"
+        );
+    }
+    let rs = "[auth]\nalgorithm = \"ES256\"\n\n[instruments.EURUSD]\ntick = \"0.00001\"\npip = \"0.0001\"\nprecision = 5\n\n[channels.vip]\nmarkup = { unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }\n";
+    let errors = Rules::parse(rs, "test").unwrap_err().to_string();
+    assert!(errors.contains("auth.public_key_file: missing"), "{errors}");
+}

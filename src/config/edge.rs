@@ -53,7 +53,8 @@ impl Default for AuthSettings {
 /// (see docs/protocol.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EdgeSettings {
-    /// Open WebSocket connections per edge process; more are refused with `503`.
+    /// Open WebSocket connections per edge process; one more is told `unavailable` and closed
+    /// with 1013 (try again later).
     pub max_connections: usize,
     /// Largest client frame accepted; a larger one gets `frame_too_large`.
     pub max_frame_bytes: usize,
@@ -66,7 +67,7 @@ pub struct EdgeSettings {
     pub max_lag_records: usize,
     /// Records kept in memory per partition for snapshots and resume; older ones come from Kafka.
     pub history_per_partition: usize,
-    /// A socket that accepts no bytes for this long is dropped.
+    /// A write batch that the client has not taken within this long gets the connection dropped.
     pub write_timeout_ms: u64,
     /// The server pings this often; a peer silent for two intervals is dropped.
     pub heartbeat_ms: u64,
@@ -202,7 +203,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
         ("max_subscriptions", 1, 10_000),
         ("messages_per_second", 1, 1_000_000),
         ("max_lag_records", 16, 10_000_000),
-        ("history_per_partition", 0, 10_000_000),
+        ("history_per_partition", 16, 10_000_000),
         ("write_timeout_ms", 100, 3_600_000),
         ("heartbeat_ms", 100, 3_600_000),
         ("setup_timeout_ms", 100, 3_600_000),
@@ -235,7 +236,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             _ => e.shutdown_grace_ms = ms,
         }
     }
-    if e.max_lag_records > e.history_per_partition.max(16) && e.history_per_partition > 0 {
+    if e.max_lag_records > e.history_per_partition {
         w.error(
             "edge.max_lag_records",
             format!(

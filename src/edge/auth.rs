@@ -29,7 +29,15 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// What a verified token allows.
@@ -367,6 +375,19 @@ mod tests {
             v.verify("not a token"),
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn an_audience_may_be_an_array() {
+        let mut c = claims(now() + 60);
+        c.aud = Some(Audience::Many(vec!["pricefeed".into(), "other".into()]));
+        let t = sign_hs256(&c, SECRET.as_bytes()).unwrap();
+        let mut v = verifier();
+        v.validation.validate_aud = true;
+        v.validation.set_audience(&["pricefeed"]);
+        assert_eq!(v.verify(&t).unwrap().user, "alice");
+        v.validation.set_audience(&["elsewhere"]);
+        assert!(matches!(v.verify(&t), Err(AuthError::BadClaims(_))));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::telemetry;
 
 /// Bytes tungstenite reads from a socket at a time: client frames are small, and the default
 /// (128 KiB, allocated per connection) would dominate an idle connection's memory.
-const READ_BUFFER: usize = 2 * 1024;
+const READ_BUFFER: usize = 256;
 
 /// The edge once it has started (the HTTP server runs before, for health checks).
 pub type EdgeSlot = Arc<std::sync::OnceLock<Arc<Edge>>>;
@@ -65,7 +65,11 @@ async fn ws_one(
 
 fn upgrade(edge: Arc<Edge>, ws: WebSocketUpgrade, topic: Option<String>) -> Response {
     if edge.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this edge is shutting down",
+        );
     }
     // Oversized frames up to 4× the limit are read and answered with `frame_too_large`; beyond
     // that the connection is closed without reading them.
@@ -212,7 +216,7 @@ async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) 
         return problem(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "messageId must be 1 to 128 characters",
+            "messageId must be 1 to 128 bytes",
         );
     }
     let raw_topic = edge.publisher.raw_topic();

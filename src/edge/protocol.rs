@@ -228,7 +228,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
             let m: PublishMsg = fields("publish", text)?;
             if m.message_id.is_empty() || m.message_id.len() > MAX_MESSAGE_ID {
                 return Err(bad(format!(
-                    "publish: messageId must be 1 to {MAX_MESSAGE_ID} characters"
+                    "publish: messageId must be 1 to {MAX_MESSAGE_ID} bytes"
                 )));
             }
             ClientFrame::Publish {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{Sink, Stream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::Edge;
 use super::auth::{AuthError, Grant};
@@ -150,7 +150,9 @@ struct Session {
     subs: Vec<Subscription>,
     waker: Arc<Notify>,
     control: VecDeque<Utf8Bytes>,
-    acks_tx: mpsc::Sender<Utf8Bytes>,
+    /// Publish results, filled by publish tasks (created on the first publish: most sessions
+    /// never publish, and an idle connection should cost little).
+    acks: Option<Arc<std::sync::Mutex<Vec<Utf8Bytes>>>>,
     rate: TokenBucket,
     /// Set when the session must end: the close code and reason.
     closing: Option<(u16, String)>,
@@ -180,12 +182,11 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
                 None,
             )),
         );
-        close_now(&mut ws, CLOSE_TRY_LATER, "too many connections").await;
+        Box::pin(close_now(&mut ws, CLOSE_TRY_LATER, "too many connections")).await;
         return;
     }
     let now = Instant::now();
     let heartbeat = Duration::from_millis(edge.settings.heartbeat_ms);
-    let (acks_tx, mut acks_rx) = mpsc::channel(64);
     let mut s = Session {
         session_id: format!("{}-{id:x}", edge.node_id),
         id,
@@ -195,7 +196,7 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         subs: Vec::new(),
         waker: Arc::new(Notify::new()),
         control: VecDeque::new(),
-        acks_tx,
+        acks: None,
         rate: TokenBucket::new(edge.settings.messages_per_second),
         closing: None,
         last_heard: now,
@@ -261,29 +262,33 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
                 }
                 SocketEvent::Read(Some(Ok(msg))) => {
                     s.last_heard = Instant::now();
-                    if s.on_message(msg).await.is_break() {
+                    if Box::pin(s.on_message(msg)).await.is_break() {
                         break;
                     }
                 }
             },
-            _ = s.waker.notified(), if flushing => {
-                // The socket is still busy with the last write: only apply the `close` policy.
+            _ = s.waker.notified() => {
+                // While the socket is still busy with the last write, only the `close` policy
+                // can act (the next pull happens once the write completes).
                 let max_lag = s.edge.settings.max_lag_records;
                 let slow = s.flushing_since.is_some_and(|t| t.elapsed() >= SLOW_WRITE);
                 if slow && s.subs.iter().any(|sub| sub.policy == crate::config::SlowClientPolicy::Close && sub.lagging(max_lag)) {
                     telemetry::edge_slow_close("lag");
+                    s.fail(
+                        Code::SlowConsumer,
+                        &format!("fell more than {max_lag} records behind on a channel whose policy is to close"),
+                        None,
+                    );
                     s.closing = Some((CLOSE_POLICY, "slow consumer".into()));
                 }
             }
-            _ = s.waker.notified(), if !flushing => {}
-            Some(frame) = acks_rx.recv() => s.control.push_back(frame),
             _ = tokio::time::sleep_until(deadline.into()) => s.housekeeping(),
         }
     }
     // Say why, when the socket can still take it.
     if let Some((code, reason)) = s.closing.take() {
         s.write_control(&mut ws);
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close_with(&mut ws, code, &reason)).await;
+        Box::pin(close_now(&mut ws, code, &reason)).await;
     }
     s.leave_all();
 }
@@ -389,6 +394,7 @@ impl Session {
 
     /// Writes queued control frames, then prices, into the socket buffer. Returns how many.
     fn fill(&mut self, ws: &mut WebSocket) -> Result<usize, axum::Error> {
+        self.take_acks();
         let mut n = self.write_control(ws);
         if self.ping_pending {
             self.ping_pending = false;
@@ -737,7 +743,18 @@ impl Session {
         let policy = channel.map_or(crate::config::SlowClientPolicy::Conflate, |c| c.slow_client);
         let wanted: Option<Vec<String>> = match (symbols, &grant.symbols) {
             (Some(s), _) => Some(s),
-            (None, Some(allowed)) => Some(allowed.clone()),
+            // Everything the token allows that this channel carries.
+            (None, Some(allowed)) => Some(
+                allowed
+                    .iter()
+                    .filter(|s| {
+                        rules
+                            .instrument_index(s)
+                            .is_some_and(|i| channel.is_none_or(|c| c.carries(i)))
+                    })
+                    .cloned()
+                    .collect(),
+            ),
             (None, None) => None,
         };
         let Some(wanted) = wanted else {
@@ -896,7 +913,7 @@ impl Session {
         }
         let publisher = self.edge.publisher.clone();
         let user = grant.user.clone();
-        let acks = self.acks_tx.clone();
+        let acks = self.acks.get_or_insert_with(Default::default).clone();
         let waker = self.waker.clone();
         self.edge.tasks.spawn(async move {
             let frame = match publisher
@@ -915,9 +932,18 @@ impl Session {
                     None,
                 ),
             };
-            let _ = acks.send(frame).await;
+            acks.lock().expect("acks lock").push(frame);
             waker.notify_one();
         });
+    }
+
+    fn take_acks(&mut self) {
+        if let Some(acks) = &self.acks {
+            let done: Vec<Utf8Bytes> = std::mem::take(&mut *acks.lock().expect("acks lock"));
+            for frame in done {
+                self.send(frame);
+            }
+        }
     }
 
     fn leave_all(&mut self) {
