@@ -580,9 +580,9 @@ fn main() {
         a.clients, a.seconds
     );
     println!(
-        "| offered records/s | offered frames/s | delivered frames/s | p50 ms | p99 ms | max ms | gaps | conflated | edge CPU (cores) |"
+        "| offered records/s | offered frames/s | delivered frames/s | p50 ms | p99 ms | max ms | gaps | conflated | edge CPU (cores) | clients + generator CPU (cores) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut broker_lines = Vec::new();
     for rate in &a.rates {
         let counters = Arc::new(Counters::default());
@@ -616,10 +616,12 @@ fn main() {
         recording.store(true, Ordering::Relaxed);
         let f0 = counters.frames.load(Ordering::Relaxed);
         let (cpu0, _) = proc_stats(pid);
+        let (own0, _) = proc_stats(std::process::id());
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(a.seconds));
         let f1 = counters.frames.load(Ordering::Relaxed);
         let (cpu1, _) = proc_stats(pid);
+        let (own1, _) = proc_stats(std::process::id());
         let secs = t0.elapsed().as_secs_f64();
         recording.store(false, Ordering::Relaxed);
         gen_stop.store(true, Ordering::Relaxed);
@@ -635,7 +637,7 @@ fn main() {
         }
         samples.sort_unstable();
         println!(
-            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} |",
+            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} | {:.2} |",
             rate * a.clients as u64,
             (f1 - f0) as f64 / secs,
             percentile(&samples, 0.5),
@@ -643,7 +645,8 @@ fn main() {
             percentile(&samples, 1.0),
             counters.gaps.load(Ordering::Relaxed),
             counters.conflated.load(Ordering::Relaxed),
-            (cpu1 - cpu0) / secs
+            (cpu1 - cpu0) / secs,
+            (own1 - own0) / secs
         );
         broker_lines.push(format!(
             "| {rate} | {:.2} | {:.2} | {:.2} |",

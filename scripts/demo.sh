@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the whole thing with a demo feed: the pinned local Kafka broker (installed on first
-# use), `pricefeed run` (transform workers for every channel, HTTP on 127.0.0.1:8080) and the
-# simulator. Ctrl-C stops everything. Logs go to .run/.
+# use), `pricefeed run` (transform workers for every channel and the WebSocket edge, HTTP on
+# 127.0.0.1:8080) and the simulator. Ctrl-C stops everything. Logs go to .run/.
+# A random token secret and publish API key are made for the demo (kept in .run/demo.env).
 #
 # Settings (environment): PRICEFEED_DEMO_BROKER_PORT (9092), PRICEFEED_HTTP_ADDR
 # (127.0.0.1:8080), PRICEFEED_DEMO_RATE (records/s, 200), PRICEFEED_CONFIG (channels.toml).
@@ -51,6 +52,16 @@ done
 grep -q ready "$run_dir/broker.log" || { echo "demo: the broker did not start:" >&2; tail "$run_dir/broker.log" >&2; exit 1; }
 echo "demo: Kafka broker (Tansu, in memory) on 127.0.0.1:$port"
 
+# Demo credentials: a random HS256 secret for client tokens and an API key for HTTP publish.
+if [ ! -f "$run_dir/demo.env" ]; then
+  python3 - >"$run_dir/demo.env" <<'PY'
+import secrets
+print(f"export PRICEFEED_JWT_SECRET={secrets.token_hex(32)}")
+print(f"export PRICEFEED_API_KEYS=demo:{secrets.token_hex(16)}")
+PY
+fi
+# shellcheck disable=SC1091
+. "$run_dir/demo.env"
 export PRICEFEED_BROKERS="127.0.0.1:$port"
 export PRICEFEED_CONFIG="$config"
 # Tansu takes about half the session timeout to form a group: keep it short for the demo.
@@ -60,7 +71,7 @@ pids+=($!)
 "$bin" simulate --rate "$rate" --malformed-ratio 0.002 >"$run_dir/simulate.log" 2>&1 &
 pids+=($!)
 
-echo "demo: waiting for the transform workers to join…"
+echo "demo: waiting for the transform workers and the edge to be ready…"
 for _ in $(seq 1 150); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://$http/readyz', timeout=1)" 2>/dev/null; then
     break
@@ -68,19 +79,23 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 sleep 2
-for channel in vip pro retail; do
-  echo
-  echo "== prices.$channel (latest per partition) =="
-  "$bin" tail "prices.$channel" -n 1 || true
-done
+echo
+echo "== EURUSD on vip and retail, over WebSocket (snapshot, then live; seq = Kafka offset) =="
+"$bin" watch --url "ws://$http/ws" --topics vip,retail --symbols EURUSD --count 6 || true
+vip_token="$("$bin" token --sub demo-vip --channels vip --ttl 86400)"
+retail_token="$("$bin" token --sub demo-retail --channels retail --ttl 86400)"
 cat <<INFO
 
 pricefeed is running with a demo feed of $rate prices/s.
-  metrics        http://$http/metrics   (also /healthz, /readyz)
-  watch a topic  $bin tail prices.retail --follow
-  dead letters   $bin tail prices.dead-letter
+  live prices    $bin watch --topics vip,retail          (any WebSocket client: ws://$http/ws)
+  vip token      $vip_token
+  retail token   $retail_token
+                 (more: $bin token --sub NAME --channels vip,retail; secret in $run_dir/demo.env)
+  stats          http://$http/stats   metrics http://$http/metrics   (also /healthz, /readyz)
+  Kafka topics   $bin tail prices.retail --follow;  dead letters: $bin tail prices.dead-letter
   logs           $run_dir/{broker,pricefeed,simulate}.log
   live rules     edit $config: the change applies without a restart (an invalid edit is rejected)
+  protocol       docs/protocol.md
 Ctrl-C stops everything.
 INFO
 

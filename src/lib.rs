@@ -4,7 +4,8 @@
 //! Data flow (and module layout): [`ingest`] decodes `prices.raw`, [`pricing`] applies the margin
 //! rules of [`config`], [`transform`] workers write `prices.<channel>`, and the [`edge`] reads
 //! those and serves WebSocket clients; [`simulate`] is a demo feed and [`tail`] a topic viewer;
-//! [`kafka`] builds every Kafka client; [`http`], [`tls`] and [`telemetry`] expose the process.
+//! [`kafka`] builds every Kafka client; [`http`], [`tls`] and [`telemetry`] expose the process;
+//! [`watch`] is a terminal client of the edge.
 
 pub mod config;
 pub mod edge;
@@ -17,6 +18,7 @@ pub mod tail;
 pub mod telemetry;
 pub mod tls;
 pub mod transform;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

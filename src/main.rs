@@ -81,6 +81,8 @@ enum Command {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
     },
+    /// Print live prices from an edge over WebSocket (demos, operations).
+    Watch(WatchArgs),
     /// Sign an HS256 client token with the secret named by [auth] secret_env (demos, tests, ops).
     Token(TokenArgs),
 }
@@ -152,6 +154,25 @@ struct EdgeCommandArgs {
     serve: ServeArgs,
     #[command(flatten)]
     edge: EdgeArgs,
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// The edge's WebSocket endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// The token to set up with (default: one signed for user "watch" with the [auth] secret).
+    #[arg(long, env = "PRICEFEED_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Channels to subscribe to, comma-separated (default: every channel of the config).
+    #[arg(long, value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// Only these symbols, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    symbols: Option<Vec<String>>,
+    /// Exit after this many prices.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[derive(Args)]
@@ -287,48 +308,62 @@ fn check_config(path: &Path) -> ExitCode {
 }
 
 fn token(rules: &Rules, t: &TokenArgs) -> ExitCode {
-    use pricefeed::config::JwtAlgorithm;
-    use pricefeed::edge::auth::{Claims, sign_hs256};
-    if rules.auth.algorithm != JwtAlgorithm::Hs256 {
-        eprintln!(
-            "pricefeed token signs HS256 only; this config verifies {:?} tokens, which your identity provider issues",
-            rules.auth.algorithm
-        );
-        return ExitCode::from(2);
-    }
-    let Ok(secret) = std::env::var(&rules.auth.secret_env) else {
-        eprintln!(
-            "the environment variable {} (auth.secret_env) must hold the HS256 secret",
-            rules.auth.secret_env
-        );
-        return ExitCode::from(2);
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = Claims {
-        sub: t.sub.clone(),
-        channels: t.channels.clone(),
-        symbols: t.symbols.clone(),
-        publish: t.publish,
-        exp: now + t.ttl,
-        iss: rules.auth.issuer.clone(),
-        aud: rules
-            .auth
-            .audience
-            .clone()
-            .map(pricefeed::edge::auth::Audience::One),
-    };
-    match sign_hs256(&claims, secret.as_bytes()) {
+    match mint(
+        rules,
+        &t.sub,
+        &t.channels,
+        t.symbols.clone(),
+        t.publish,
+        t.ttl,
+    ) {
         Ok(tok) => {
             println!("{tok}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("signing failed: {e}");
-            ExitCode::FAILURE
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
+}
+
+/// Signs an HS256 token with the secret named by `[auth] secret_env`.
+fn mint(
+    rules: &Rules,
+    sub: &str,
+    channels: &[String],
+    symbols: Option<Vec<String>>,
+    publish: bool,
+    ttl: u64,
+) -> Result<String, String> {
+    use pricefeed::config::JwtAlgorithm;
+    use pricefeed::edge::auth::{Audience, Claims, sign_hs256};
+    if rules.auth.algorithm != JwtAlgorithm::Hs256 {
+        return Err(format!(
+            "pricefeed signs HS256 tokens only; this config verifies {:?} tokens, which your \
+             identity provider issues",
+            rules.auth.algorithm
+        ));
+    }
+    let Ok(secret) = std::env::var(&rules.auth.secret_env) else {
+        return Err(format!(
+            "the environment variable {} (auth.secret_env) must hold the HS256 secret",
+            rules.auth.secret_env
+        ));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Claims {
+        sub: sub.to_string(),
+        channels: channels.to_vec(),
+        symbols,
+        publish,
+        exp: now + ttl,
+        iss: rules.auth.issuer.clone(),
+        aud: rules.auth.audience.clone().map(Audience::One),
+    };
+    sign_hs256(&claims, secret.as_bytes()).map_err(|e| format!("signing failed: {e}"))
 }
 
 /// SIGINT or SIGTERM cancels the returned token.
@@ -446,6 +481,25 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                 seed: s.seed,
             };
             simulate::run(opts, &rules, shutdown).await?;
+            return Ok(());
+        }
+        Command::Watch(w) => {
+            let topics = w
+                .topics
+                .unwrap_or_else(|| rules.channels.iter().map(|c| c.name.clone()).collect());
+            let token = match w.token {
+                Some(t) => t,
+                None => mint(&rules, "watch", &topics, w.symbols.clone(), false, 3600)
+                    .map_err(|e| anyhow::anyhow!("{e}; or pass --token"))?,
+            };
+            let opts = pricefeed::watch::WatchOptions {
+                url: w.url,
+                token,
+                topics,
+                symbols: w.symbols,
+                count: w.count,
+            };
+            pricefeed::watch::run(opts, shutdown).await?;
             return Ok(());
         }
         Command::Tail(_) | Command::CheckConfig { .. } | Command::Token(_) => {
