@@ -401,6 +401,39 @@ mod tests {
     }
 
     #[test]
+    fn es256_tokens_verify_with_the_public_key_file_and_hs256_ones_are_refused() {
+        let key = rcgen::KeyPair::generate().unwrap(); // P-256, as ES256 uses
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jwt.pub.pem"), key.public_key_pem()).unwrap();
+        let settings = AuthSettings {
+            algorithm: JwtAlgorithm::Es256,
+            public_key_file: Some("jwt.pub.pem".into()),
+            leeway_s: 0,
+            ..AuthSettings::default()
+        };
+        let v = Verifier::from_settings(&settings, dir.path()).unwrap();
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &claims(now() + 60),
+            &signing,
+        )
+        .unwrap();
+        assert_eq!(v.verify(&t).unwrap().user, "alice");
+        // Algorithm confusion: an HS256 token (whatever its key) is not accepted by an ES256 edge.
+        let hs = sign_hs256(&claims(now() + 60), key.public_key_pem().as_bytes()).unwrap();
+        assert!(
+            matches!(v.verify(&hs), Err(AuthError::WrongAlgorithm(a, "ES256")) if a == "HS256")
+        );
+        // A missing or unreadable key file is an error at start, not at the first client.
+        let missing = AuthSettings {
+            public_key_file: Some("nope.pem".into()),
+            ..settings
+        };
+        assert!(Verifier::from_settings(&missing, dir.path()).is_err());
+    }
+
+    #[test]
     fn api_keys_parse_and_match() {
         let k = ApiKeys::parse("desk:0123456789abcdef0123, bot:fedcba9876543210fedc").unwrap();
         assert_eq!(k.publisher("0123456789abcdef0123"), Some("desk"));

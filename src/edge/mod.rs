@@ -10,6 +10,7 @@ pub mod protocol;
 pub mod publish;
 pub mod reader;
 pub mod replay;
+mod requests;
 pub mod session;
 pub mod subscription;
 
