@@ -287,3 +287,95 @@ fn an_offset_not_in_the_log_gives_resume_gap_and_a_fresh_snapshot() {
         c.expect_error("bad_request").await;
     });
 }
+
+#[test]
+fn snapshots_know_rarely_ticking_symbols_and_old_offsets_replay_from_kafka() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("edge-lookback");
+    // Memory holds 16 records per partition; the start-up scan reaches further back.
+    let text = format!(
+        "{}\n[edge]\nhistory_per_partition = 16\nmax_lag_records = 16\n\n{}\
+         [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\n",
+        kafka_table(&prefix, PARTITIONS),
+        instruments(&["EURUSD", "GBPUSD"])
+    );
+    let (dir, path) = write_config(&text);
+    let raw = format!("{prefix}.raw");
+    let vip = format!("{prefix}.vip");
+    create_topic(&broker, &raw, PARTITIONS);
+    let transform = spawn_pricefeed(&broker, &path, &["transform"], dir.path());
+    wait_ready(&transform, Duration::from_secs(60));
+    // One GBPUSD price, then 100 EURUSD prices, all on partition 0.
+    let mut values = vec![r#"{"symbol":"GBPUSD","bid":"1.25000","ask":"1.25010"}"#.to_string()];
+    values.extend((0..100).map(|i| {
+        format!(
+            r#"{{"symbol":"EURUSD","bid":"1.08{i:03}","ask":"1.08{:03}"}}"#,
+            i + 5
+        )
+    }));
+    let records: Vec<(i32, Option<&str>, &str)> = values
+        .iter()
+        .map(|v| {
+            (
+                0,
+                Some(if v.contains("GBPUSD") {
+                    "GBPUSD"
+                } else {
+                    "EURUSD"
+                }),
+                v.as_str(),
+            )
+        })
+        .collect();
+    produce(&broker, &raw, &records);
+    let written = wait_for(Duration::from_secs(30), "101 records on vip", || {
+        let r = read_all(&broker, &vip, PARTITIONS);
+        (r.len() == 101).then_some(r)
+    });
+
+    let edge = spawn_pricefeed(&broker, &path, &["edge"], dir.path());
+    wait_ready(&edge, Duration::from_secs(60));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Ws::connect(edge.http_port, "/ws").await;
+        c.setup(&token("kim", &["vip"], None, false, 600)).await;
+        c.send(json!({"type": "subscribe", "topic": "vip"})).await;
+        c.expect("subscribed").await;
+        let snap = c.expect("snapshot").await;
+        let mut seqs: Vec<(String, i64)> = snap["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["data"]["symbol"].as_str().unwrap().to_string(),
+                    p["seqNo"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        seqs.sort();
+        assert_eq!(
+            seqs,
+            [("EURUSD".to_string(), 100), ("GBPUSD".to_string(), 0)]
+        );
+
+        // seqNo 10 is long out of memory (it holds 85..=100): the replay comes from Kafka.
+        let mut r = Ws::connect(edge.http_port, "/ws").await;
+        r.setup(&token("kim", &["vip"], None, false, 600)).await;
+        r.send(json!({"type": "resume", "topic": "vip", "from": {"0": 10, "1": -1, "2": -1}}))
+            .await;
+        let mut rx = Received::default();
+        let resumed = read_some(&mut r, &mut rx, 90, true).await.unwrap();
+        assert_eq!(resumed["replayed"], 90);
+        let expected: Vec<i64> = written
+            .iter()
+            .filter(|w| w.partition == 0 && w.offset > 10)
+            .map(|w| w.offset)
+            .collect();
+        assert_eq!(rx.seqs[&0], expected);
+    });
+    assert_eq!(
+        edge.metric("pricefeed_edge_resumes_total{source=\"kafka\"}"),
+        Some(1.0)
+    );
+}

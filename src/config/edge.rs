@@ -67,6 +67,10 @@ pub struct EdgeSettings {
     pub max_lag_records: usize,
     /// Records kept in memory per partition for snapshots and resume; older ones come from Kafka.
     pub history_per_partition: usize,
+    /// At start, how far back (records per partition) the edge reads to learn the latest price
+    /// of every symbol for snapshots, so that symbols that rarely tick are not missing. At least
+    /// `history_per_partition`; only the last `history_per_partition` are kept.
+    pub snapshot_lookback_records: usize,
     /// A write batch that the client has not taken within this long gets the connection dropped.
     pub write_timeout_ms: u64,
     /// The server pings this often; a peer silent for two intervals is dropped.
@@ -92,6 +96,7 @@ impl Default for EdgeSettings {
             messages_per_second: 100,
             max_lag_records: 4096,
             history_per_partition: 10_000,
+            snapshot_lookback_records: 1_000_000,
             write_timeout_ms: 10_000,
             heartbeat_ms: 15_000,
             setup_timeout_ms: 10_000,
@@ -197,13 +202,14 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
     let Some(table) = value.and_then(|v| w.table("edge", v)) else {
         return e;
     };
-    const KEYS: [(&str, i64, i64); 12] = [
+    const KEYS: [(&str, i64, i64); 13] = [
         ("max_connections", 1, 10_000_000),
         ("max_frame_bytes", 256, 16 << 20),
         ("max_subscriptions", 1, 10_000),
         ("messages_per_second", 1, 1_000_000),
         ("max_lag_records", 16, 10_000_000),
         ("history_per_partition", 16, 10_000_000),
+        ("snapshot_lookback_records", 0, 1_000_000_000),
         ("write_timeout_ms", 100, 3_600_000),
         ("heartbeat_ms", 100, 3_600_000),
         ("setup_timeout_ms", 100, 3_600_000),
@@ -228,6 +234,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "messages_per_second" => e.messages_per_second = n as u32,
             "max_lag_records" => e.max_lag_records = u,
             "history_per_partition" => e.history_per_partition = u,
+            "snapshot_lookback_records" => e.snapshot_lookback_records = u,
             "write_timeout_ms" => e.write_timeout_ms = ms,
             "heartbeat_ms" => e.heartbeat_ms = ms,
             "setup_timeout_ms" => e.setup_timeout_ms = ms,

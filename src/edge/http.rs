@@ -64,6 +64,15 @@ async fn ws_one(
 }
 
 fn upgrade(edge: Arc<Edge>, ws: WebSocketUpgrade, topic: Option<String>) -> Response {
+    if !edge.hub.caught_up() {
+        // Until the reader has caught up, a snapshot would miss prices and the "live" stream
+        // would replay history: send clients to a ready node (or let them retry).
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this edge is still reading the channel topics; retry shortly",
+        );
+    }
     if edge.shutdown.is_cancelled() {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -183,9 +183,11 @@ pub async fn start(
     let hub = Arc::new(Hub::new(logs, symbols, settings.history_per_partition));
     let kafka = opts.kafka.clone();
     let hub2 = hub.clone();
-    let (consumer, targets) = tokio::task::spawn_blocking(move || reader::assign(&kafka, &hub2))
-        .await
-        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("assign task: {e}")))??;
+    let lookback = settings.snapshot_lookback_records;
+    let (consumer, targets) =
+        tokio::task::spawn_blocking(move || reader::assign(&kafka, &hub2, lookback))
+            .await
+            .map_err(|e| crate::kafka::KafkaFailure::Other(format!("assign task: {e}")))??;
     let publisher = Publisher::new(
         &opts.kafka,
         rules.clone(),

@@ -1,6 +1,8 @@
 //! The only consumer of the channel topics on an edge: assigns every partition (no consumer
 //! group, so any number of edge nodes read the same topics side by side), starts each partition
-//! `history_per_partition` records before its end, and appends what it reads to the [`Hub`].
+//! `snapshot_lookback_records` before its end (so snapshots know every symbol that ticked in that
+//! window; memory keeps the last `history_per_partition`), and appends what it reads to the
+//! [`Hub`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +76,7 @@ pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaFailure> 
 pub fn assign(
     settings: &KafkaSettings,
     hub: &Hub,
+    lookback: usize,
 ) -> Result<(BaseConsumer, Targets), KafkaFailure> {
     let consumer = consumer(settings)?;
     let mut tpl = TopicPartitionList::new();
@@ -86,7 +89,8 @@ pub fn assign(
                     "reading watermarks of {}/{p}",
                     topic.kafka_topic
                 )))?;
-            let start = (high - hub.history as i64).max(low).max(0);
+            let back = hub.history.max(lookback) as i64;
+            let start = high.saturating_sub(back).max(low).max(0);
             log.start_at(start, low);
             if high > start {
                 // Caught up once the record at high - 1 is read (on Tansu: the last batch).
