@@ -99,9 +99,6 @@ impl KafkaSettings {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("statistics.interval.ms", "5000"),
-                // Brokers answer a fetch as soon as data is there; some (Tansu) wait out this
-                // timeout, which would add up to 500 ms of latency.
-                ("fetch.wait.max.ms", "10"),
             ],
         );
         c.set("group.id", group_id);

@@ -102,6 +102,8 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     let text = config(&prefix);
     let rules = Rules::parse(&text, "test").unwrap();
     let (dir, path) = write_config(&text);
+    eprintln!("logs in {}", dir.path().display());
+    let dir = KeepOnPanic(Some(dir));
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
 
     // The feed runs until the kills are done and at least RECORDS were sent.
@@ -237,4 +239,23 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
         raw.len()
     );
     drop(workers);
+}
+
+/// Keeps the test's directory (worker logs) when the test fails.
+struct KeepOnPanic(Option<tempfile::TempDir>);
+
+impl KeepOnPanic {
+    fn path(&self) -> &std::path::Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for KeepOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(d) = self.0.take()
+        {
+            eprintln!("kept {}", d.keep().display());
+        }
+    }
 }

@@ -114,7 +114,7 @@ impl Session {
                     .saturating_mul(10)
                     .max(100)
             {
-                self.closing = Some((CLOSE_POLICY, "rate limit".into()));
+                self.closing = Some((CLOSE_POLICY, "rate limit"));
             }
             return Continue(());
         }
@@ -185,7 +185,7 @@ impl Session {
                 });
                 self.fail(Code::Unauthorized, &e.to_string(), None);
                 if self.grant.is_none() {
-                    self.closing = Some((CLOSE_POLICY, "unauthorized".into()));
+                    self.closing = Some((CLOSE_POLICY, "unauthorized"));
                 }
                 return;
             }
@@ -208,7 +208,7 @@ impl Session {
         let secs = remaining.saturating_sub(unix_now());
         self.expires = Some(Instant::now() + Duration::from_secs(secs));
         self.send(protocol::ready(
-            &self.session_id,
+            &self.session_id(),
             &grant.user,
             grant.expires_at,
         ));

@@ -81,7 +81,6 @@ fn unix_now_ms() -> i64 {
 pub(super) struct Session {
     pub(super) edge: Arc<Edge>,
     pub(super) id: u64,
-    pub(super) session_id: String,
     /// `Some(topic)` on `/ws/sub/{topic}`.
     pub(super) only_topic: Option<String>,
     pub(super) grant: Option<Grant>,
@@ -94,7 +93,7 @@ pub(super) struct Session {
     pub(super) acks: Option<Arc<std::sync::Mutex<Vec<Utf8Bytes>>>>,
     pub(super) rate: TokenBucket,
     /// Set when the session must end: the close code and reason.
-    pub(super) closing: Option<(u16, String)>,
+    pub(super) closing: Option<(u16, &'static str)>,
     pub(super) last_heard: Instant,
     pub(super) next_ping: Instant,
     pub(super) setup_deadline: Instant,
@@ -127,7 +126,6 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
     let now = Instant::now();
     let heartbeat = Duration::from_millis(edge.settings.heartbeat_ms);
     let mut s = Session {
-        session_id: format!("{}-{id:x}", edge.node_id),
         id,
         only_topic,
         grant: None,
@@ -178,12 +176,12 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                s.closing = Some((CLOSE_GOING_AWAY, "server shutting down".into()));
+                s.closing = Some((CLOSE_GOING_AWAY, "server shutting down"));
             }
             ev = socket_event(&mut ws, flushing) => match ev {
                 SocketEvent::Flushed(Ok(())) => s.flushed(),
                 SocketEvent::Flushed(Err(e)) => {
-                    tracing::debug!(session = %s.session_id, "write failed: {e}");
+                    tracing::debug!(session = %s.session_id(), "write failed: {e}");
                     break;
                 }
                 SocketEvent::Read(None) => break,
@@ -193,9 +191,9 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
                             "frame larger than the hard limit of {} bytes; closing",
                             s.edge.settings.max_frame_bytes * 4
                         ), None);
-                        s.closing = Some((CLOSE_TOO_BIG, "frame too large".into()));
+                        s.closing = Some((CLOSE_TOO_BIG, "frame too large"));
                     } else {
-                        tracing::debug!(session = %s.session_id, "read failed: {e}");
+                        tracing::debug!(session = %s.session_id(), "read failed: {e}");
                         break;
                     }
                 }
@@ -218,7 +216,7 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
                         &format!("fell more than {max_lag} records behind on a channel whose policy is to close"),
                         None,
                     );
-                    s.closing = Some((CLOSE_POLICY, "slow consumer".into()));
+                    s.closing = Some((CLOSE_POLICY, "slow consumer"));
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => s.housekeeping(),
@@ -227,7 +225,7 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
     // Say why, when the socket can still take it.
     if let Some((code, reason)) = s.closing.take() {
         s.write_control(&mut ws);
-        Box::pin(close_now(&mut ws, code, &reason)).await;
+        Box::pin(close_now(&mut ws, code, reason)).await;
     }
     s.leave_all();
 }
@@ -297,7 +295,7 @@ impl Session {
                 "the connection accepted no data for too long",
                 None,
             );
-            self.closing = Some((CLOSE_POLICY, "slow consumer".into()));
+            self.closing = Some((CLOSE_POLICY, "slow consumer"));
             return;
         }
         if self.grant.is_none() && now >= self.setup_deadline {
@@ -306,7 +304,7 @@ impl Session {
                 &format!("no setup within {} ms", settings.setup_timeout_ms),
                 None,
             );
-            self.closing = Some((CLOSE_POLICY, "no setup".into()));
+            self.closing = Some((CLOSE_POLICY, "no setup"));
             return;
         }
         if self.expires.is_some_and(|e| now >= e) {
@@ -316,14 +314,14 @@ impl Session {
                 "token expired; send setup with a fresh token before expiry to stay connected",
                 None,
             );
-            self.closing = Some((CLOSE_POLICY, "token expired".into()));
+            self.closing = Some((CLOSE_POLICY, "token expired"));
             return;
         }
         let heartbeat = Duration::from_millis(settings.heartbeat_ms);
         if now >= self.next_ping {
             if now.duration_since(self.last_heard) > heartbeat * 2 {
-                tracing::debug!(session = %self.session_id, "peer silent for two heartbeats; dropping");
-                self.closing = Some((CLOSE_GOING_AWAY, "heartbeat timeout".into()));
+                tracing::debug!(session = %self.session_id(), "peer silent for two heartbeats; dropping");
+                self.closing = Some((CLOSE_GOING_AWAY, "heartbeat timeout"));
                 return;
             }
             self.ping_pending = true;
@@ -375,7 +373,7 @@ impl Session {
                         ),
                         Some(&topic),
                     )));
-                    self.closing = Some((CLOSE_POLICY, "slow consumer".into()));
+                    self.closing = Some((CLOSE_POLICY, "slow consumer"));
                     break;
                 }
                 Err(Trouble::Gap(why)) => {
@@ -418,12 +416,22 @@ impl Session {
 
     fn write_control(&mut self, ws: &mut WebSocket) -> usize {
         let n = self.control.len();
-        for f in self.control.drain(..) {
+        if n == 0 {
+            return 0;
+        }
+        // Control frames come in small bursts; an idle connection should not keep the queue's
+        // allocation.
+        for f in std::mem::take(&mut self.control) {
             if feed(ws, Message::Text(f)).is_err() {
                 return 0;
             }
         }
         n
+    }
+
+    /// `<node>-<id>`, as in `ready`.
+    pub(super) fn session_id(&self) -> String {
+        format!("{}-{:x}", self.edge.node_id, self.id)
     }
 
     fn flushed(&mut self) {
@@ -443,7 +451,7 @@ impl Session {
             .push_back(protocol::error(code, message, topic));
         if self.control.len() > MAX_CONTROL_QUEUE {
             telemetry::edge_slow_close("control_queue");
-            self.closing = Some((CLOSE_POLICY, "slow consumer".into()));
+            self.closing = Some((CLOSE_POLICY, "slow consumer"));
         }
     }
 
@@ -451,7 +459,7 @@ impl Session {
         self.control.push_back(frame);
         if self.control.len() > MAX_CONTROL_QUEUE {
             telemetry::edge_slow_close("control_queue");
-            self.closing = Some((CLOSE_POLICY, "slow consumer".into()));
+            self.closing = Some((CLOSE_POLICY, "slow consumer"));
         }
     }
 
