@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
@@ -185,8 +184,6 @@ struct PartInner {
     /// Memory holds every record in `[memory_from, next)`.
     memory_from: i64,
     latest: FxHashMap<SymbolId, Entry>,
-    /// Lowest offset Kafka still holds, as last seen by the reader.
-    low_watermark: i64,
 }
 
 /// One partition of a channel topic.
@@ -214,15 +211,10 @@ impl Budget {
 
 impl PartitionLog {
     /// Where the reader starts: nothing before `offset` is in memory.
-    pub fn start_at(&self, offset: i64, low_watermark: i64) {
+    pub fn start_at(&self, offset: i64) {
         let mut g = self.inner.write().expect("partition lock");
         g.next = offset;
         g.memory_from = offset;
-        g.low_watermark = low_watermark;
-    }
-
-    pub fn set_low_watermark(&self, low: i64) {
-        self.inner.write().expect("partition lock").low_watermark = low;
     }
 
     /// Appends records read from Kafka (in offset order) and trims memory to `history`.
@@ -241,9 +233,6 @@ impl PartitionLog {
                 g.memory_from = old.offset + 1;
             }
         }
-        if history == 0 {
-            g.memory_from = g.next;
-        }
     }
 
     /// Offset after the last record seen.
@@ -251,10 +240,10 @@ impl PartitionLog {
         self.inner.read().expect("partition lock").next
     }
 
-    /// `(memory_from, next, low_watermark)`.
-    pub fn bounds(&self) -> (i64, i64, i64) {
+    /// `(memory_from, next)`: memory holds every record in between.
+    pub fn bounds(&self) -> (i64, i64) {
         let g = self.inner.read().expect("partition lock");
-        (g.memory_from, g.next, g.low_watermark)
+        (g.memory_from, g.next)
     }
 
     /// Pushes the frames at or after `cursor` that pass `filter` into `out`, within `budget`.
@@ -390,11 +379,6 @@ impl Hub {
     }
 }
 
-/// Raw bytes of a frame (for callers that need [`Bytes`]).
-pub fn frame_bytes(f: &Utf8Bytes) -> Bytes {
-    Bytes::from(f.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,9 +427,9 @@ mod tests {
     #[test]
     fn reads_resume_at_the_cursor_filter_and_trim() {
         let log = PartitionLog::default();
-        log.start_at(10, 0);
+        log.start_at(10);
         log.append((10..20).map(|o| entry(o, (o % 2) as u32)), 5);
-        assert_eq!(log.bounds(), (15, 20, 0));
+        assert_eq!(log.bounds(), (15, 20));
         assert_eq!(read_all(&log, 12, None).1, ReadOutcome::BeforeMemory);
         let (got, r) = read_all(&log, 16, None);
         assert_eq!((got, r), (vec![16, 17, 18, 19], ReadOutcome::Advanced(20)));

@@ -91,7 +91,7 @@ pub fn assign(
                 )))?;
             let back = hub.history.max(lookback) as i64;
             let start = high.saturating_sub(back).max(low).max(0);
-            log.start_at(start, low);
+            log.start_at(start);
             if high > start {
                 // Caught up once the record at high - 1 is read (on Tansu: the last batch).
                 targets
@@ -231,20 +231,19 @@ pub fn run(
     let _ = consumer.unassign();
 }
 
-/// How often the reader checks that Kafka answers (and refreshes the low watermarks).
+/// How often the reader checks that Kafka answers.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
     for topic in hub.topics.values() {
-        for (p, log) in topic.partitions.iter().enumerate() {
-            match consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2)) {
-                Ok((low, _)) => log.set_low_watermark(low),
-                Err(e) => {
-                    if !error.swap(true, Ordering::AcqRel) {
-                        tracing::warn!("Kafka does not answer the edge: {e}");
-                    }
-                    return;
+        for p in 0..topic.partitions.len() {
+            if let Err(e) =
+                consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2))
+            {
+                if !error.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("Kafka does not answer the edge: {e}");
                 }
+                return;
             }
         }
     }

@@ -130,7 +130,7 @@ fn replay(
     let mut last_progress = Instant::now();
     let mut at = from;
     loop {
-        let (memory_from, _, _) = log.bounds();
+        let (memory_from, _) = log.bounds();
         if at >= memory_from {
             send(ReplayItem::Reached(at));
             return true;

@@ -159,7 +159,7 @@ impl Subscription {
         };
         let mut cursors = Vec::with_capacity(topic.partitions.len());
         for (p, log) in topic.partitions.iter().enumerate() {
-            let (memory_from, next, _) = log.bounds();
+            let (memory_from, next) = log.bounds();
             let cursor = match from.get(&(p as i32)) {
                 None => {
                     let next = snap_nexts
@@ -372,14 +372,6 @@ impl Subscription {
         self.cursors.iter().enumerate().any(|(p, c)| {
             matches!(c.mode, Mode::Live)
                 && (self.topic.partitions[p].next() - c.next) as u64 > max_lag as u64
-        })
-    }
-
-    /// Whether the hub has records this subscription has not pulled yet.
-    pub fn has_pending(&self) -> bool {
-        self.cursors.iter().enumerate().any(|(p, c)| match c.mode {
-            Mode::Kafka { .. } => true,
-            _ => self.topic.partitions[p].next() > c.next,
         })
     }
 }
