@@ -433,13 +433,7 @@ impl Session {
             return;
         }
         let edge = self.edge.clone();
-        let ctx = PullContext {
-            hub: &edge.hub,
-            replay: &edge.replay,
-            waker: &self.waker,
-            max_lag: edge.settings.max_lag_records,
-            blocked: false,
-        };
+        let ctx = PullContext::new(&edge, &self.waker, false);
         let (sub, snap) = Subscription::resume(log, filter, symbols, policy, &from, &ctx);
         if let Some(snap) = snap {
             self.send(snap);

@@ -347,13 +347,7 @@ impl Session {
             bytes: BATCH_BYTES,
         };
         let edge = self.edge.clone();
-        let ctx = PullContext {
-            hub: &edge.hub,
-            replay: &edge.replay,
-            waker: &self.waker,
-            max_lag: edge.settings.max_lag_records,
-            blocked: self.blocked,
-        };
+        let ctx = PullContext::new(&edge, &self.waker, self.blocked);
         let mut i = 0;
         while i < self.subs.len() {
             let before = out.len();

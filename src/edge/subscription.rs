@@ -70,6 +70,18 @@ pub struct PullContext<'a> {
     pub blocked: bool,
 }
 
+impl<'a> PullContext<'a> {
+    pub fn new(edge: &'a super::Edge, waker: &'a Arc<Notify>, blocked: bool) -> Self {
+        PullContext {
+            hub: &edge.hub,
+            replay: &edge.replay,
+            waker,
+            max_lag: edge.settings.max_lag_records,
+            blocked,
+        }
+    }
+}
+
 pub struct Subscription {
     pub topic: Arc<TopicLog>,
     pub filter: Option<SymbolSet>,
