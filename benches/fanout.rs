@@ -474,7 +474,11 @@ fn start_edge(broker: &broker::Broker, config: &std::path::Path, log: &std::path
         .expect("spawn pricefeed edge");
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(port, "/readyz") != "ready\n" {
-        assert!(Instant::now() < deadline, "the edge did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "the edge did not become ready; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Edge { child, port }

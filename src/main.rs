@@ -231,7 +231,12 @@ struct TailArgs {
     follow: bool,
 }
 
+/// An empty item (e.g. `PRICEFEED_KAFKA_OPTIONS=` or a trailing comma) means no option; it
+/// parses to an empty key that [`run`] drops.
 fn parse_option(s: &str) -> Result<(String, String), String> {
+    if s.trim().is_empty() {
+        return Ok((String::new(), String::new()));
+    }
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, _)| !k.is_empty())
@@ -404,7 +409,11 @@ fn start_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHand
 async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
         brokers: cli.brokers,
-        options: cli.kafka_options,
+        options: cli
+            .kafka_options
+            .into_iter()
+            .filter(|(k, _)| !k.is_empty())
+            .collect(),
     };
     let shutdown = shutdown_on_signals();
     let command = cli.command.expect("parse_with_default sets a command");

@@ -77,6 +77,31 @@ fn the_shipped_example_is_valid() {
 }
 
 #[test]
+fn an_empty_kafka_options_variable_means_none_and_a_malformed_one_is_named() {
+    let example = format!("{}/channels.toml", env!("CARGO_MANIFEST_DIR"));
+    for empty in ["", " ", "linger.ms=5,"] {
+        let out = pricefeed()
+            .args(["check-config", &example])
+            .env("PRICEFEED_KAFKA_OPTIONS", empty)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PRICEFEED_KAFKA_OPTIONS={empty:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = pricefeed()
+        .args(["check-config", &example])
+        .env("PRICEFEED_KAFKA_OPTIONS", "linger.ms")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("expected KEY=VALUE"), "{stderr}");
+}
+
+#[test]
 fn check_config_lists_every_error_with_its_path_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.toml");

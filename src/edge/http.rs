@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -16,12 +15,8 @@ use serde_json::value::RawValue;
 
 use super::Edge;
 use super::publish::PublishError;
-use super::session::{self, BATCH_BYTES};
+use super::session;
 use crate::telemetry;
-
-/// Bytes tungstenite reads from a socket at a time: client frames are small, and the default
-/// (128 KiB, allocated per connection) would dominate an idle connection's memory.
-const READ_BUFFER: usize = 256;
 
 /// The edge once it has started (the HTTP server runs before, for health checks).
 pub type EdgeSlot = Arc<std::sync::OnceLock<Arc<Edge>>>;
@@ -45,25 +40,23 @@ pub fn routes(edge: EdgeSlot) -> Router {
         .with_state(edge)
 }
 
-async fn ws_all(State(slot): State<EdgeSlot>, ws: WebSocketUpgrade) -> Response {
-    match started(&slot) {
-        Ok(edge) => upgrade(edge, ws, None),
-        Err(r) => *r,
-    }
+async fn ws_all(State(slot): State<EdgeSlot>, req: Request) -> Response {
+    upgrade(&slot, req, None)
 }
 
-async fn ws_one(
-    State(slot): State<EdgeSlot>,
-    Path(topic): Path<String>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    match started(&slot) {
-        Ok(edge) => upgrade(edge, ws, Some(topic)),
-        Err(r) => *r,
-    }
+async fn ws_one(State(slot): State<EdgeSlot>, Path(topic): Path<String>, req: Request) -> Response {
+    upgrade(&slot, req, Some(topic))
 }
 
-fn upgrade(edge: Arc<Edge>, ws: WebSocketUpgrade, topic: Option<String>) -> Response {
+fn upgrade(slot: &EdgeSlot, mut req: Request, topic: Option<String>) -> Response {
+    let (response, on_upgrade) = match super::upgrade::accept(&mut req) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
+    };
+    let edge = match started(slot) {
+        Ok(edge) => edge,
+        Err(r) => return *r,
+    };
     if !edge.hub.caught_up() {
         // Until the reader has caught up, a snapshot would miss prices and the "live" stream
         // would replay history: send clients to a ready node (or let them retry).
@@ -80,20 +73,16 @@ fn upgrade(edge: Arc<Edge>, ws: WebSocketUpgrade, topic: Option<String>) -> Resp
             "this edge is shutting down",
         );
     }
-    // Oversized frames up to 4× the limit are read and answered with `frame_too_large`; beyond
-    // that the connection is closed without reading them.
-    let hard_limit = edge.settings.max_frame_bytes * 4;
     let tracked = edge.clone();
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(BATCH_BYTES * 2)
-        .max_write_buffer_size(BATCH_BYTES * 64)
-        .max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| {
-            tracked
-                .tasks
-                .track_future(session::run(socket, edge, topic))
-        })
+    tokio::spawn(tracked.tasks.track_future(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                session::run(hyper_util::rt::TokioIo::new(upgraded), edge, topic).await;
+            }
+            Err(e) => tracing::debug!("WebSocket upgrade failed: {e}"),
+        }
+    }));
+    response
 }
 
 async fn stats(State(slot): State<EdgeSlot>) -> Response {

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::extract::ws::Utf8Bytes;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
@@ -82,7 +81,7 @@ pub struct Entry {
     /// Source timestamp of the price (ms since the epoch), for the latency histogram.
     pub ts_ms: i64,
     /// `{"type":"message","topic":…,"partition":…,"seqNo":…,"messageId":…,"data":…}`
-    pub frame: Utf8Bytes,
+    pub frame: Arc<str>,
     /// Where `data` starts in `frame` (it ends before the final `}`).
     data_start: u32,
 }
@@ -90,19 +89,14 @@ pub struct Entry {
 impl Entry {
     /// The record value (the transformed price) as it came from Kafka.
     pub fn data(&self) -> &str {
-        let f = self.frame.as_str();
+        let f = &*self.frame;
         &f[self.data_start as usize..f.len() - 1]
     }
 
-    /// The same record as a frame with `"conflated":true`.
-    pub fn conflated_frame(&self) -> Utf8Bytes {
-        let f = self.frame.as_str();
+    /// The same record as a frame with `"conflated":true`, in three parts to write in a row.
+    pub fn conflated_parts(&self) -> [&str; 3] {
         let head = "{\"type\":\"message\",";
-        let mut s = String::with_capacity(f.len() + 18);
-        s.push_str(head);
-        s.push_str("\"conflated\":true,");
-        s.push_str(&f[head.len()..]);
-        Utf8Bytes::from(s)
+        [head, "\"conflated\":true,", &self.frame[head.len()..]]
     }
 }
 
@@ -150,7 +144,7 @@ pub fn encode_entry(
         offset,
         symbol,
         ts_ms: source_ts(trimmed).unwrap_or(fallback_ts_ms),
-        frame: Utf8Bytes::from(f),
+        frame: Arc::from(f),
         data_start,
     })
 }
@@ -409,13 +403,13 @@ mod tests {
     fn frames_carry_offset_as_seq_and_the_value_as_data() {
         let e = entry(42, 1);
         assert_eq!(
-            e.frame.as_str(),
+            &*e.frame,
             "{\"type\":\"message\",\"topic\":\"vip\",\"partition\":0,\"seqNo\":42,\
              \"messageId\":\"0-42\",\"data\":{\"symbol\":\"S1\",\"bid\":\"1.0\",\"ask\":\"1.1\",\"ts\":42}}"
         );
         assert_eq!(e.ts_ms, 42);
         assert!(e.data().starts_with("{\"symbol\"") && e.data().ends_with("42}"));
-        let c: serde_json::Value = serde_json::from_str(e.conflated_frame().as_str()).unwrap();
+        let c: serde_json::Value = serde_json::from_str(&e.conflated_parts().concat()).unwrap();
         assert_eq!(c["conflated"], true);
         assert_eq!(c["seqNo"], 42);
         assert_eq!(

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod http;
 pub mod hub;
+mod outbox;
 pub mod protocol;
 pub mod publish;
 pub mod reader;
@@ -13,6 +14,8 @@ pub mod replay;
 mod requests;
 pub mod session;
 pub mod subscription;
+mod upgrade;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

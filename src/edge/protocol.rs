@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -261,40 +260,40 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-fn frame(v: Value) -> Utf8Bytes {
-    Utf8Bytes::from(v.to_string())
+fn frame(v: Value) -> String {
+    v.to_string()
 }
 
-pub fn ready(session_id: &str, user: &str, expires_at: u64) -> Utf8Bytes {
+pub fn ready(session_id: &str, user: &str, expires_at: u64) -> String {
     frame(json!({"type": "ready", "sessionId": session_id, "user": user, "expiresAt": expires_at}))
 }
 
-pub fn subscribed(topic: &str, partitions: usize, symbols: Option<&[String]>) -> Utf8Bytes {
+pub fn subscribed(topic: &str, partitions: usize, symbols: Option<&[String]>) -> String {
     frame(
         json!({"type": "subscribed", "topic": topic, "partitions": partitions, "symbols": symbols}),
     )
 }
 
-pub fn unsubscribed(topic: &str, reason: Option<&str>) -> Utf8Bytes {
+pub fn unsubscribed(topic: &str, reason: Option<&str>) -> String {
     match reason {
         Some(r) => frame(json!({"type": "unsubscribed", "topic": topic, "reason": r})),
         None => frame(json!({"type": "unsubscribed", "topic": topic})),
     }
 }
 
-pub fn resumed(topic: &str, replayed: u64) -> Utf8Bytes {
+pub fn resumed(topic: &str, replayed: u64) -> String {
     frame(json!({"type": "resumed", "topic": topic, "replayed": replayed}))
 }
 
-pub fn pong() -> Utf8Bytes {
-    Utf8Bytes::from_static("{\"type\":\"pong\"}")
+pub fn pong() -> String {
+    "{\"type\":\"pong\"}".to_string()
 }
 
-pub fn ack(message_id: &str, status: &str) -> Utf8Bytes {
+pub fn ack(message_id: &str, status: &str) -> String {
     frame(json!({"type": "ack", "messageId": message_id, "status": status}))
 }
 
-pub fn error(code: Code, message: &str, topic: Option<&str>) -> Utf8Bytes {
+pub fn error(code: Code, message: &str, topic: Option<&str>) -> String {
     crate::telemetry::edge_client_error(code.as_str());
     match topic {
         Some(t) => {
@@ -310,7 +309,7 @@ pub fn snapshot<'a>(
     topic: &str,
     up_to: &[(usize, i64)],
     prices: impl Iterator<Item = (usize, &'a super::hub::Entry)>,
-) -> Utf8Bytes {
+) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(256);
     let _ = write!(
@@ -331,7 +330,7 @@ pub fn snapshot<'a>(
         );
     }
     s.push_str("]}");
-    Utf8Bytes::from(s)
+    s
 }
 
 #[cfg(test)]

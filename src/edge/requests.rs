@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Message;
-
 use super::auth::AuthError;
 use super::hub::SymbolSet;
 use super::protocol::{self, ClientFrame, Code};
@@ -78,21 +76,8 @@ impl TokenBucket {
 }
 
 impl Session {
-    pub(super) async fn on_message(&mut self, msg: Message) -> std::ops::ControlFlow<()> {
-        use std::ops::ControlFlow::{Break, Continue};
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Binary(_) => {
-                self.fail(
-                    Code::BadRequest,
-                    "binary frames are not supported; send JSON text",
-                    None,
-                );
-                return Continue(());
-            }
-            Message::Close(_) => return Break(()),
-            Message::Ping(_) | Message::Pong(_) => return Continue(()),
-        };
+    /// One text message from the client.
+    pub(super) async fn on_text(&mut self, text: String) {
         self.edge.stats.add_in(1);
         if !self.rate.allow() {
             if self.rate.should_report() {
@@ -116,7 +101,7 @@ impl Session {
             {
                 self.closing = Some((CLOSE_POLICY, "rate limit"));
             }
-            return Continue(());
+            return;
         }
         if text.len() > self.edge.settings.max_frame_bytes {
             self.fail(
@@ -128,13 +113,13 @@ impl Session {
                 ),
                 None,
             );
-            return Continue(());
+            return;
         }
         let frame = match protocol::parse(&text) {
             Ok(f) => f,
             Err(e) => {
                 self.fail(e.code, &e.message, None);
-                return Continue(());
+                return;
             }
         };
         match frame {
@@ -169,7 +154,6 @@ impl Session {
             } => self.on_publish(&topic, message_id, payload),
             ClientFrame::Ping => self.send(protocol::pong()),
         }
-        Continue(())
     }
 
     fn on_setup(&mut self, token: &str, topics: Vec<String>) {

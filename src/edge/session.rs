@@ -1,29 +1,38 @@
 //! One WebSocket connection. A single task owns the socket: it reads client frames while the
 //! previous write is still in flight, and writes everything that is ready (control frames, then
-//! prices pulled from each subscription) in one flush. A client that does not read only stalls
-//! its own task.
+//! prices copied from the hub at each subscription's cursor) in one write. A client that does
+//! not read only stalls its own task.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use super::Edge;
 use super::auth::Grant;
 use super::hub::Budget;
+use super::outbox::Outbox;
 use super::protocol::{self, Code};
 use super::requests::TokenBucket;
-use super::subscription::{Out, PullContext, Subscription, Trouble};
+use super::subscription::{PullContext, Subscription, Trouble};
+use super::wire::{self, FrameReader, Incoming, WireError};
 use crate::telemetry;
 
 /// Most price frames (and bytes) written per flush.
 const BATCH_FRAMES: usize = 512;
 pub const BATCH_BYTES: usize = 64 * 1024;
+/// Bytes read from the socket at a time: client frames are small.
+const READ_CHUNK: usize = 1024;
+/// A write buffer smaller than this is released once written (an idle connection keeps none);
+/// a busy connection keeps its buffer between batches, up to `MAX_KEPT_WRITE_BUFFER`.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
+const MAX_KEPT_WRITE_BUFFER: usize = 4 * BATCH_BYTES;
 /// Control frames queued for a client that is not reading before it is dropped.
 pub(super) const MAX_CONTROL_QUEUE: usize = 256;
 /// Time to deliver a Close frame.
@@ -39,31 +48,78 @@ pub(super) const CLOSE_POLICY: u16 = 1008;
 pub(super) const CLOSE_TOO_BIG: u16 = 1009;
 pub(super) const CLOSE_TRY_LATER: u16 = 1013;
 
-enum SocketEvent {
-    Read(Option<Result<Message, axum::Error>>),
-    Flushed(Result<(), axum::Error>),
+/// The socket, the client's frames being parsed, and the bytes (whole frames) to write.
+struct Conn<S> {
+    io: S,
+    reader: FrameReader,
+    out: Vec<u8>,
+    /// How much of `out` the socket has taken.
+    written: usize,
 }
 
-/// Reads the next frame, or completes the pending flush, whichever comes first.
-async fn socket_event(ws: &mut WebSocket, flushing: bool) -> SocketEvent {
-    poll_fn(|cx| {
-        if flushing
-            && let Poll::Ready(r) = Sink::<Message>::poll_flush(std::pin::Pin::new(&mut *ws), cx)
-        {
-            return Poll::Ready(SocketEvent::Flushed(r));
+enum SocketEvent {
+    /// Everything in `out` is written.
+    Written,
+    /// Bytes arrived for the frame reader.
+    Read,
+    /// The client closed the TCP connection.
+    Eof,
+    Failed(io::Error),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn busy(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Writes `out` to the end and flushes it; then releases or keeps the buffer.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        match Stream::poll_next(std::pin::Pin::new(&mut *ws), cx) {
-            Poll::Ready(m) => Poll::Ready(SocketEvent::Read(m)),
+        if let Err(e) = std::task::ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        if self.out.len() < KEEP_WRITE_BUFFER || self.out.capacity() > MAX_KEPT_WRITE_BUFFER {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Completes the pending write, or reads, whichever comes first.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<SocketEvent> {
+        if self.busy() {
+            match self.poll_write(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(SocketEvent::Written),
+                Poll::Ready(Err(e)) => return Poll::Ready(SocketEvent::Failed(e)),
+                Poll::Pending => {}
+            }
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut rb = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(SocketEvent::Eof),
+            Poll::Ready(Ok(())) => {
+                self.reader.push(rb.filled());
+                Poll::Ready(SocketEvent::Read)
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(SocketEvent::Failed(e)),
             Poll::Pending => Poll::Pending,
         }
-    })
-    .await
-}
+    }
 
-/// Queues `msg` in the socket's write buffer without writing (the batch is flushed at once).
-fn feed(ws: &mut WebSocket, msg: Message) -> Result<(), axum::Error> {
-    let mut pinned = std::pin::Pin::new(ws);
-    pinned.as_mut().start_send(msg)
+    /// Tries to complete the write without waiting (most writes do).
+    fn write_now(&mut self) -> Poll<io::Result<()>> {
+        self.poll_write(&mut Context::from_waker(Waker::noop()))
+    }
 }
 
 pub(super) fn unix_now() -> u64 {
@@ -87,17 +143,19 @@ pub(super) struct Session {
     pub(super) expires: Option<Instant>,
     pub(super) subs: Vec<Subscription>,
     pub(super) waker: Arc<Notify>,
-    pub(super) control: VecDeque<Utf8Bytes>,
+    pub(super) control: VecDeque<String>,
+    /// The payload of the client's last ping, to answer.
+    pub(super) pong: Option<Vec<u8>>,
     /// Publish results, filled by publish tasks (created on the first publish: most sessions
     /// never publish, and an idle connection should cost little).
-    pub(super) acks: Option<Arc<std::sync::Mutex<Vec<Utf8Bytes>>>>,
+    pub(super) acks: Option<Arc<std::sync::Mutex<Vec<String>>>>,
     pub(super) rate: TokenBucket,
     /// Set when the session must end: the close code and reason.
     pub(super) closing: Option<(u16, &'static str)>,
     pub(super) last_heard: Instant,
     pub(super) next_ping: Instant,
     pub(super) setup_deadline: Instant,
-    /// When the write in flight started.
+    /// When the write in flight started (`None`: nothing is being written).
     pub(super) flushing_since: Option<Instant>,
     /// Source timestamp of the oldest price in the write in flight.
     pub(super) oldest_ts: i64,
@@ -107,20 +165,36 @@ pub(super) struct Session {
 }
 
 /// Serves one upgraded connection until it closes or the edge shuts down.
-pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>) {
+pub async fn run<S>(io: S, edge: Arc<Edge>, only_topic: Option<String>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut conn = Conn {
+        io,
+        // Oversized frames up to 4× the limit are read and answered with `frame_too_large`;
+        // beyond that the connection is closed without reading them.
+        reader: FrameReader::new(edge.settings.max_frame_bytes * 4),
+        out: Vec::new(),
+        written: 0,
+    };
     let id = edge.next_session_id();
     let admitted = edge.stats.connection_opened(edge.settings.max_connections);
     let _guard = ConnectionGuard(edge.clone(), admitted);
     if !admitted {
-        let _ = feed(
-            &mut ws,
-            Message::Text(protocol::error(
+        wire::put_text(
+            &mut conn.out,
+            &protocol::error(
                 Code::Unavailable,
                 "this edge is at its connection limit; try another node or later",
                 None,
-            )),
+            ),
         );
-        Box::pin(close_now(&mut ws, CLOSE_TRY_LATER, "too many connections")).await;
+        Box::pin(close_now(
+            &mut conn,
+            CLOSE_TRY_LATER,
+            "too many connections",
+        ))
+        .await;
         return;
     }
     let now = Instant::now();
@@ -133,6 +207,7 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         subs: Vec::new(),
         waker: Arc::new(Notify::new()),
         control: VecDeque::new(),
+        pong: None,
         acks: None,
         rate: TokenBucket::new(edge.settings.messages_per_second),
         closing: None,
@@ -150,58 +225,39 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
         if s.closing.is_some() {
             break;
         }
-        if s.flushing_since.is_none() {
-            match s.fill(&mut ws) {
-                Ok(0) => {}
-                Ok(_) => {
-                    s.blocked = false;
-                    // Most writes complete at once; only one the kernel cannot take keeps the
-                    // session in the flushing state (and marks the client as pushing back).
-                    match futures_util::FutureExt::now_or_never(futures_util::SinkExt::flush(
-                        &mut ws,
-                    )) {
-                        Some(Ok(())) => s.flushed(),
-                        Some(Err(_)) => break,
-                        None => s.flushing_since = Some(Instant::now()),
-                    }
+        if !conn.busy() && s.fill(&mut conn) > 0 {
+            s.blocked = false;
+            s.flushing_since = Some(Instant::now());
+            match conn.write_now() {
+                Poll::Ready(Ok(())) => {
+                    s.flushed();
+                    continue;
                 }
-                Err(_) => break,
-            }
-            if s.closing.is_some() {
-                break;
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(session = %s.session_id(), "write failed: {e}");
+                    break;
+                }
+                // The kernel took part of it: the rest is written as the socket drains, while
+                // the session keeps reading.
+                Poll::Pending => {}
             }
         }
         let deadline = s.next_deadline();
-        let flushing = s.flushing_since.is_some();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 s.closing = Some((CLOSE_GOING_AWAY, "server shutting down"));
             }
-            ev = socket_event(&mut ws, flushing) => match ev {
-                SocketEvent::Flushed(Ok(())) => s.flushed(),
-                SocketEvent::Flushed(Err(e)) => {
-                    tracing::debug!(session = %s.session_id(), "write failed: {e}");
+            ev = poll_fn(|cx| conn.poll_event(cx)) => match ev {
+                SocketEvent::Written => s.flushed(),
+                SocketEvent::Failed(e) => {
+                    tracing::debug!(session = %s.session_id(), "socket failed: {e}");
                     break;
                 }
-                SocketEvent::Read(None) => break,
-                SocketEvent::Read(Some(Err(e))) => {
-                    if is_too_big(&e) {
-                        s.fail(Code::FrameTooLarge, &format!(
-                            "frame larger than the hard limit of {} bytes; closing",
-                            s.edge.settings.max_frame_bytes * 4
-                        ), None);
-                        s.closing = Some((CLOSE_TOO_BIG, "frame too large"));
-                    } else {
-                        tracing::debug!(session = %s.session_id(), "read failed: {e}");
-                        break;
-                    }
-                }
-                SocketEvent::Read(Some(Ok(msg))) => {
+                SocketEvent::Eof => break,
+                SocketEvent::Read => {
                     s.last_heard = Instant::now();
-                    if Box::pin(s.on_message(msg)).await.is_break() {
-                        break;
-                    }
+                    Box::pin(s.on_frames(&mut conn.reader)).await;
                 }
             },
             _ = s.waker.notified() => {
@@ -224,37 +280,28 @@ pub async fn run(mut ws: WebSocket, edge: Arc<Edge>, only_topic: Option<String>)
     }
     // Say why, when the socket can still take it.
     if let Some((code, reason)) = s.closing.take() {
-        s.write_control(&mut ws);
-        Box::pin(close_now(&mut ws, code, reason)).await;
+        let mut out = Outbox::new(std::mem::take(&mut conn.out));
+        s.write_control(&mut out);
+        conn.out = out.buf;
+        Box::pin(close_now(&mut conn, code, reason)).await;
     }
     s.leave_all();
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    use std::error::Error;
-    let mut source: Option<&dyn Error> = e.source();
-    while let Some(err) = source {
-        if let Some(t) = err.downcast_ref::<tungstenite::Error>() {
-            return matches!(t, tungstenite::Error::Capacity(_));
-        }
-        source = err.source();
-    }
-    false
-}
-
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) {
-    let _ = feed(
-        ws,
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason),
-        })),
-    );
-    let _ = poll_fn(|cx| Sink::<Message>::poll_flush(std::pin::Pin::new(&mut *ws), cx)).await;
-}
-
-async fn close_now(ws: &mut WebSocket, code: u16, reason: &str) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close_with(ws, code, reason)).await;
+/// Queues a Close frame after what is still to write, writes it all and shuts the socket's
+/// sending side; then reads (and drops) what the client still sends until it closes too, all
+/// within [`CLOSE_TIMEOUT`]. Closing a socket with unread input makes the kernel reset the
+/// connection, and the client could lose the frames that say why it was closed.
+async fn close_now<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, code: u16, reason: &str) {
+    wire::put_close(&mut conn.out, code, reason);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        poll_fn(|cx| conn.poll_write(cx)).await?;
+        poll_fn(|cx| Pin::new(&mut conn.io).poll_shutdown(cx)).await?;
+        let mut sink = [0u8; READ_CHUNK];
+        while tokio::io::AsyncReadExt::read(&mut conn.io, &mut sink).await? > 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
 }
 
 /// Keeps the connection count right however the session ends.
@@ -329,19 +376,34 @@ impl Session {
         }
     }
 
-    /// Writes queued control frames, then prices, into the socket buffer. Returns how many.
-    fn fill(&mut self, ws: &mut WebSocket) -> Result<usize, axum::Error> {
+    /// Writes queued control frames, then prices, into the connection's write buffer. Returns
+    /// how many frames.
+    fn fill<S>(&mut self, conn: &mut Conn<S>) -> usize {
         self.take_acks();
-        let mut n = self.write_control(ws);
+        let mut out = Outbox::new(std::mem::take(&mut conn.out));
+        if let Some(payload) = self.pong.take() {
+            wire::put_frame(&mut out.buf, wire::OP_PONG, &[&payload]);
+            out.frames += 1;
+        }
+        self.write_control(&mut out);
         if self.ping_pending {
             self.ping_pending = false;
-            feed(ws, Message::Ping(bytes::Bytes::new()))?;
-            n += 1;
+            wire::put_frame(&mut out.buf, wire::OP_PING, &[]);
+            out.frames += 1;
         }
-        if self.subs.is_empty() {
-            return Ok(n);
+        if !self.subs.is_empty() {
+            self.pull(&mut out);
         }
-        let mut out: Vec<Out> = Vec::new();
+        if out.oldest_ts != i64::MAX {
+            self.oldest_ts = out.oldest_ts;
+        }
+        conn.out = out.buf;
+        out.frames
+    }
+
+    /// Prices (and what a subscription has to say) from every subscription, within a batch.
+    fn pull(&mut self, out: &mut Outbox) {
+        let frames_before = out.frames;
         let mut budget = Budget {
             frames: BATCH_FRAMES,
             bytes: BATCH_BYTES,
@@ -350,23 +412,25 @@ impl Session {
         let ctx = PullContext::new(&edge, &self.waker, self.blocked);
         let mut i = 0;
         while i < self.subs.len() {
-            let before = out.len();
-            let result = self.subs[i].pull(&ctx, &mut budget, &mut out);
-            let delivered = out[before..].iter().filter(|o| o.ts_ms != 0).count();
-            self.subs[i].topic.delivered.increment(delivered as u64);
+            let before = out.prices;
+            let result = self.subs[i].pull(&ctx, &mut budget, out);
+            self.subs[i]
+                .topic
+                .delivered
+                .increment((out.prices - before) as u64);
             match result {
                 Ok(()) => {}
                 Err(Trouble::SlowConsumer) => {
                     telemetry::edge_slow_close("lag");
                     let topic = self.subs[i].topic.channel.clone();
-                    out.push(Out::control(protocol::error(
+                    out.control(&protocol::error(
                         Code::SlowConsumer,
                         &format!(
                             "fell more than {} records behind on {topic}, whose policy is to close",
                             edge.settings.max_lag_records
                         ),
                         Some(&topic),
-                    )));
+                    ));
                     self.closing = Some((CLOSE_POLICY, "slow consumer"));
                     break;
                 }
@@ -374,53 +438,75 @@ impl Session {
                     // Never silently wrong: say so, then start over from a fresh snapshot.
                     let sub = &self.subs[i];
                     let topic = sub.topic.clone();
-                    out.push(Out::control(protocol::error(
+                    out.control(&protocol::error(
                         Code::ResumeGap,
                         &format!("cannot resume without a gap: {why}; a fresh snapshot follows"),
                         Some(&topic.channel),
-                    )));
+                    ));
                     let (fresh, snap) = Subscription::subscribe(
                         topic,
                         sub.filter.clone(),
                         sub.symbols.clone(),
                         sub.policy,
                     );
-                    out.push(Out::control(snap));
+                    out.control(&snap);
                     self.subs[i] = fresh;
                 }
             }
             i += 1;
         }
-        let mut oldest = i64::MAX;
-        for o in &out {
-            if o.ts_ms != 0 {
-                oldest = oldest.min(o.ts_ms);
-            }
-        }
-        if oldest != i64::MAX {
-            self.oldest_ts = oldest;
-        }
-        self.edge.stats.add_out(out.len() as u64);
-        n += out.len();
-        for o in out {
-            feed(ws, Message::Text(o.frame))?;
-        }
-        Ok(n)
+        self.edge.stats.add_out((out.frames - frames_before) as u64);
     }
 
-    fn write_control(&mut self, ws: &mut WebSocket) -> usize {
-        let n = self.control.len();
-        if n == 0 {
-            return 0;
-        }
+    fn write_control(&mut self, out: &mut Outbox) {
         // Control frames come in small bursts; an idle connection should not keep the queue's
         // allocation.
         for f in std::mem::take(&mut self.control) {
-            if feed(ws, Message::Text(f)).is_err() {
-                return 0;
+            out.control(&f);
+        }
+    }
+
+    /// Handles every complete frame the client sent.
+    async fn on_frames(&mut self, reader: &mut FrameReader) {
+        while self.closing.is_none() {
+            match reader.next_message() {
+                Ok(None) => return,
+                Ok(Some(Incoming::Text(text))) => self.on_text(text).await,
+                Ok(Some(Incoming::Binary(_))) => self.fail(
+                    Code::BadRequest,
+                    "binary frames are not supported; send JSON text",
+                    None,
+                ),
+                Ok(Some(Incoming::Ping(payload))) => self.pong = Some(payload),
+                Ok(Some(Incoming::Pong)) => {}
+                Ok(Some(Incoming::Close(code))) => {
+                    // Answer with the client's code, as RFC 6455 suggests.
+                    self.closing = Some((code.unwrap_or(wire::CLOSE_NORMAL), ""));
+                }
+                Err(WireError::TooBig(limit)) => {
+                    self.fail(
+                        Code::FrameTooLarge,
+                        &format!("frame larger than the hard limit of {limit} bytes; closing"),
+                        None,
+                    );
+                    self.closing = Some((CLOSE_TOO_BIG, "frame too large"));
+                }
+                Err(e) => {
+                    self.fail(
+                        Code::BadRequest,
+                        &format!("WebSocket protocol error: {e}; closing"),
+                        None,
+                    );
+                    self.closing = Some((
+                        e.close_code(),
+                        match e {
+                            WireError::Protocol(why) => why,
+                            _ => "invalid UTF-8",
+                        },
+                    ));
+                }
             }
         }
-        n
     }
 
     /// `<node>-<id>`, as in `ready`.
@@ -449,7 +535,7 @@ impl Session {
         }
     }
 
-    pub(super) fn send(&mut self, frame: Utf8Bytes) {
+    pub(super) fn send(&mut self, frame: String) {
         self.control.push_back(frame);
         if self.control.len() > MAX_CONTROL_QUEUE {
             telemetry::edge_slow_close("control_queue");
@@ -459,7 +545,7 @@ impl Session {
 
     pub(super) fn take_acks(&mut self) {
         if let Some(acks) = &self.acks {
-            let done: Vec<Utf8Bytes> = std::mem::take(&mut *acks.lock().expect("acks lock"));
+            let done: Vec<String> = std::mem::take(&mut *acks.lock().expect("acks lock"));
             for frame in done {
                 self.send(frame);
             }

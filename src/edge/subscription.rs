@@ -6,26 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use super::hub::{Budget, Hub, ReadOutcome, SymbolSet, TopicLog, passes};
+use super::outbox::Outbox;
 use super::protocol;
 use super::replay::{ReplayItem, ReplayPool};
 use crate::config::SlowClientPolicy;
 
 /// A frame ready to write, with the source timestamp of the price it carries (0: control).
-pub struct Out {
-    pub frame: Utf8Bytes,
-    pub ts_ms: i64,
-}
-
-impl Out {
-    pub fn control(frame: Utf8Bytes) -> Out {
-        Out { frame, ts_ms: 0 }
-    }
-}
-
 enum Mode {
     Live,
     /// Replaying from memory until `target`; then live once within `max_lag` of the end, or
@@ -99,7 +88,7 @@ pub fn snapshot(
     topic: &TopicLog,
     filter: Option<&SymbolSet>,
     partitions: Option<&[usize]>,
-) -> (Utf8Bytes, Vec<(usize, i64)>) {
+) -> (String, Vec<(usize, i64)>) {
     let mut prices = Vec::new();
     let mut nexts = Vec::new();
     for (p, log) in topic.partitions.iter().enumerate() {
@@ -130,7 +119,7 @@ impl Subscription {
         filter: Option<SymbolSet>,
         symbols: Option<Vec<String>>,
         policy: SlowClientPolicy,
-    ) -> (Subscription, Utf8Bytes) {
+    ) -> (Subscription, String) {
         let (frame, nexts) = snapshot(&topic, filter.as_ref(), None);
         let cursors = nexts
             .into_iter()
@@ -159,7 +148,7 @@ impl Subscription {
         policy: SlowClientPolicy,
         from: &BTreeMap<i32, i64>,
         ctx: &PullContext<'_>,
-    ) -> (Subscription, Option<Utf8Bytes>) {
+    ) -> (Subscription, Option<String>) {
         let missing: Vec<usize> = (0..topic.partitions.len())
             .filter(|p| !from.contains_key(&(*p as i32)))
             .collect();
@@ -237,7 +226,7 @@ impl Subscription {
         &mut self,
         ctx: &PullContext<'_>,
         budget: &mut Budget,
-        out: &mut Vec<Out>,
+        out: &mut Outbox,
     ) -> Result<(), Trouble> {
         let topic = self.topic.clone();
         let filter = self.filter.as_ref();
@@ -248,13 +237,8 @@ impl Subscription {
                 if budget.exhausted() {
                     break;
                 }
-                let before = out.len();
-                let mut push = |e: &super::hub::Entry| {
-                    out.push(Out {
-                        frame: e.frame.clone(),
-                        ts_ms: e.ts_ms,
-                    })
-                };
+                let before = out.prices;
+                let mut push = |e: &super::hub::Entry| out.price(e);
                 match &mut cursor.mode {
                     Mode::Live => {
                         let max_lag = ctx.blocked.then_some(ctx.max_lag);
@@ -267,10 +251,7 @@ impl Subscription {
                                 let (latest, next) = log.latest(filter, cursor.next);
                                 for e in &latest {
                                     budget.take(e.frame.len());
-                                    out.push(Out {
-                                        frame: e.conflated_frame(),
-                                        ts_ms: e.ts_ms,
-                                    });
+                                    out.conflated(e);
                                 }
                                 cursor.next = next;
                                 crate::telemetry::edge_conflated(&topic.channel);
@@ -282,7 +263,7 @@ impl Subscription {
                         let (target, retargets) = (*target, *retargets);
                         let outcome = log.read(cursor.next, filter, None, budget, &mut push);
                         if let Some(r) = self.resuming.as_mut() {
-                            *r += (out.len() - before) as u64;
+                            *r += (out.prices - before) as u64;
                         }
                         match outcome {
                             ReadOutcome::Advanced(n) => {
@@ -334,10 +315,7 @@ impl Subscription {
                                         if let Some(r) = self.resuming.as_mut() {
                                             *r += 1;
                                         }
-                                        out.push(Out {
-                                            frame: e.frame,
-                                            ts_ms: e.ts_ms,
-                                        });
+                                        out.price(&e);
                                     }
                                     cursor.next = e.offset + 1;
                                 }
@@ -372,7 +350,7 @@ impl Subscription {
         if let Some(replayed) = self.resuming
             && self.cursors.iter().all(|c| matches!(c.mode, Mode::Live))
         {
-            out.push(Out::control(protocol::resumed(&topic.channel, replayed)));
+            out.control(&protocol::resumed(&topic.channel, replayed));
             self.resuming = None;
         }
         Ok(())

@@ -1,0 +1,55 @@
+//! The next write of one connection: frames go straight into its write buffer as WebSocket
+//! frames (copied once from the hub's encoded bytes), with what the session needs to know about
+//! them (how many, how many prices, the oldest price's source time).
+
+use super::hub::Entry;
+use super::wire;
+
+#[derive(Default)]
+pub struct Outbox {
+    pub buf: Vec<u8>,
+    /// Frames in `buf`.
+    pub frames: usize,
+    /// Of which prices (`message`, live or replayed, conflated or not).
+    pub prices: usize,
+    /// Source timestamp (ms) of the oldest price in `buf`, `i64::MAX` when none.
+    pub oldest_ts: i64,
+}
+
+impl Outbox {
+    pub fn new(buf: Vec<u8>) -> Outbox {
+        Outbox {
+            buf,
+            frames: 0,
+            prices: 0,
+            oldest_ts: i64::MAX,
+        }
+    }
+
+    pub fn control(&mut self, frame: &str) {
+        wire::put_text(&mut self.buf, frame);
+        self.frames += 1;
+    }
+
+    pub fn price(&mut self, e: &Entry) {
+        wire::put_text(&mut self.buf, &e.frame);
+        self.priced(e.ts_ms);
+    }
+
+    /// The latest price of a symbol standing in for those the client was too slow to take.
+    pub fn conflated(&mut self, e: &Entry) {
+        let [a, b, c] = e.conflated_parts();
+        wire::put_frame(
+            &mut self.buf,
+            wire::OP_TEXT,
+            &[a.as_bytes(), b.as_bytes(), c.as_bytes()],
+        );
+        self.priced(e.ts_ms);
+    }
+
+    fn priced(&mut self, ts_ms: i64) {
+        self.frames += 1;
+        self.prices += 1;
+        self.oldest_ts = self.oldest_ts.min(ts_ms);
+    }
+}
