@@ -412,6 +412,35 @@ fn generator(
     })
 }
 
+/// The edge's cumulative `pricefeed_edge_internal_latency_seconds` buckets: (upper bound, count).
+fn internal_buckets(port: u16) -> Vec<(f64, u64)> {
+    http_get(port, "/metrics")
+        .lines()
+        .filter_map(|l| l.strip_prefix("pricefeed_edge_internal_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound (ms) of the bucket holding quantile `q` of the samples between two scrapes.
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
+    let count = |b: &[(f64, u64)], le: f64| b.iter().find(|x| x.0 == le).map_or(0, |x| x.1);
+    let total = after.last().map_or(0, |x| x.1) - before.last().map_or(0, |x| x.1);
+    for (le, n) in after {
+        if (n - count(before, *le)) as f64 >= q * total as f64 {
+            return le * 1000.0;
+        }
+    }
+    f64::NAN
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -584,9 +613,9 @@ fn main() {
         a.clients, a.seconds
     );
     println!(
-        "| offered records/s | offered frames/s | delivered frames/s | p50 ms | p99 ms | max ms | gaps | conflated | edge CPU (cores) | clients + generator CPU (cores) |"
+        "| offered records/s | offered frames/s | delivered frames/s | p50 ms | p99 ms | max ms | in the edge p50 / p99 ms | gaps | conflated | edge CPU (cores) | clients + generator CPU (cores) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut broker_lines = Vec::new();
     for rate in &a.rates {
         let counters = Arc::new(Counters::default());
@@ -619,11 +648,13 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         recording.store(true, Ordering::Relaxed);
         let f0 = counters.frames.load(Ordering::Relaxed);
+        let held0 = internal_buckets(edge.port);
         let (cpu0, _) = proc_stats(pid);
         let (own0, _) = proc_stats(std::process::id());
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(a.seconds));
         let f1 = counters.frames.load(Ordering::Relaxed);
+        let held1 = internal_buckets(edge.port);
         let (cpu1, _) = proc_stats(pid);
         let (own1, _) = proc_stats(std::process::id());
         let secs = t0.elapsed().as_secs_f64();
@@ -641,12 +672,14 @@ fn main() {
         }
         samples.sort_unstable();
         println!(
-            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} | {:.2} |",
+            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | ≤ {} / ≤ {} | {} | {} | {:.2} | {:.2} |",
             rate * a.clients as u64,
             (f1 - f0) as f64 / secs,
             percentile(&samples, 0.5),
             percentile(&samples, 0.99),
             percentile(&samples, 1.0),
+            bucket_quantile(&held0, &held1, 0.5),
+            bucket_quantile(&held0, &held1, 0.99),
             counters.gaps.load(Ordering::Relaxed),
             counters.conflated.load(Ordering::Relaxed),
             (cpu1 - cpu0) / secs,

@@ -29,6 +29,7 @@ pub const EDGE_SLOW_CLOSES: &str = "pricefeed_edge_slow_consumer_closes_total";
 pub const EDGE_AUTH_FAILURES: &str = "pricefeed_edge_auth_failures_total";
 pub const EDGE_CLIENT_ERRORS: &str = "pricefeed_edge_client_errors_total";
 pub const EDGE_LATENCY_SECONDS: &str = "pricefeed_edge_delivery_latency_seconds";
+pub const EDGE_INTERNAL_SECONDS: &str = "pricefeed_edge_internal_latency_seconds";
 pub const EDGE_RESUMES: &str = "pricefeed_edge_resumes_total";
 pub const EDGE_PUBLISHED: &str = "pricefeed_edge_published_total";
 pub const EDGE_BAD_RECORDS: &str = "pricefeed_edge_bad_records_total";
@@ -54,7 +55,7 @@ pub fn init_logging() {
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let latency_buckets = [
         0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)?
@@ -126,6 +127,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_histogram!(
         EDGE_LATENCY_SECONDS,
         "Source timestamp of a price to the socket write that carried it (oldest frame of each write)."
+    );
+    describe_histogram!(
+        EDGE_INTERNAL_SECONDS,
+        "Time a price spent in this edge: from the reader's receipt of the record to the socket write that carried it (oldest frame of each write)."
     );
     describe_counter!(
         EDGE_RESUMES,
@@ -271,6 +276,10 @@ pub fn edge_client_error(code: &'static str) {
 
 pub fn edge_latency() -> Histogram {
     histogram!(EDGE_LATENCY_SECONDS)
+}
+
+pub fn edge_internal_latency() -> Histogram {
+    histogram!(EDGE_INTERNAL_SECONDS)
 }
 
 pub fn edge_resume(source: &'static str) {

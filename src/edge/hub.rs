@@ -80,6 +80,8 @@ pub struct Entry {
     pub symbol: SymbolId,
     /// Source timestamp of the price (ms since the epoch), for the latency histogram.
     pub ts_ms: i64,
+    /// When this edge read the record ([`clock_us`]).
+    pub received_us: u64,
     /// `{"type":"message","topic":…,"partition":…,"seqNo":…,"messageId":…,"data":…}`
     pub frame: Arc<str>,
     /// Where `data` starts in `frame` (it ends before the final `}`).
@@ -144,9 +146,19 @@ pub fn encode_entry(
         offset,
         symbol,
         ts_ms: source_ts(trimmed).unwrap_or(fallback_ts_ms),
+        received_us: clock_us(),
         frame: Arc::from(f),
         data_start,
     })
+}
+
+/// Microseconds on this process's monotonic clock.
+pub fn clock_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
 }
 
 /// The `"ts":<ms>` of a channel record value.

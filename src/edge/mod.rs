@@ -18,10 +18,12 @@ mod upgrade;
 pub mod wire;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -99,6 +101,36 @@ impl Stats {
     }
 }
 
+/// The wake-up of every open session, so that shutdown reaches them all without each one
+/// polling a shared cancellation token on every turn of its loop.
+#[derive(Default)]
+pub struct Sessions {
+    closing: AtomicBool,
+    wakers: Mutex<FxHashMap<u64, Arc<Notify>>>,
+}
+
+impl Sessions {
+    pub fn register(&self, id: u64, waker: Arc<Notify>) {
+        self.wakers.lock().expect("sessions lock").insert(id, waker);
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.wakers.lock().expect("sessions lock").remove(&id);
+    }
+
+    /// True once the edge is shutting down.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn close_all(&self) {
+        self.closing.store(true, Ordering::Release);
+        for w in self.wakers.lock().expect("sessions lock").values() {
+            w.notify_one();
+        }
+    }
+}
+
 /// Everything sessions share.
 pub struct Edge {
     pub hub: Arc<Hub>,
@@ -110,9 +142,12 @@ pub struct Edge {
     pub replay: Arc<ReplayPool>,
     pub publisher: Arc<Publisher>,
     pub stats: Stats,
+    /// Source timestamp → socket write, and receipt by this edge → socket write.
     pub latency: metrics::Histogram,
-    /// Cancelled on shutdown: sessions send a Close frame and end.
+    pub internal_latency: metrics::Histogram,
+    /// Cancelled on shutdown: sessions (told through [`Sessions`]) send a Close frame and end.
     pub shutdown: CancellationToken,
+    pub sessions: Sessions,
     /// Sessions and publish tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     pub node_id: String,
@@ -210,11 +245,18 @@ pub async fn start(
         publisher: Arc::new(publisher),
         stats: Stats::default(),
         latency: telemetry::edge_latency(),
+        internal_latency: telemetry::edge_internal_latency(),
         shutdown: shutdown.child_token(),
+        sessions: Sessions::default(),
         tasks: TaskTracker::new(),
         node_id,
         next_session: AtomicU64::new(1),
         kafka_error: false.into(),
+    });
+    let closer = edge.clone();
+    tokio::spawn(async move {
+        closer.shutdown.cancelled().await;
+        closer.sessions.close_all();
     });
     let reader_edge = edge.clone();
     let reader_shutdown = shutdown.clone();

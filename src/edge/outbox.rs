@@ -14,6 +14,8 @@ pub struct Outbox {
     pub prices: usize,
     /// Source timestamp (ms) of the oldest price in `buf`, `i64::MAX` when none.
     pub oldest_ts: i64,
+    /// Earliest receipt by this edge ([`super::hub::clock_us`]) of a price in `buf`.
+    pub oldest_received_us: u64,
 }
 
 impl Outbox {
@@ -23,6 +25,7 @@ impl Outbox {
             frames: 0,
             prices: 0,
             oldest_ts: i64::MAX,
+            oldest_received_us: u64::MAX,
         }
     }
 
@@ -33,7 +36,7 @@ impl Outbox {
 
     pub fn price(&mut self, e: &Entry) {
         wire::put_text(&mut self.buf, &e.frame);
-        self.priced(e.ts_ms);
+        self.priced(e);
     }
 
     /// The latest price of a symbol standing in for those the client was too slow to take.
@@ -44,12 +47,13 @@ impl Outbox {
             wire::OP_TEXT,
             &[a.as_bytes(), b.as_bytes(), c.as_bytes()],
         );
-        self.priced(e.ts_ms);
+        self.priced(e);
     }
 
-    fn priced(&mut self, ts_ms: i64) {
+    fn priced(&mut self, e: &Entry) {
         self.frames += 1;
         self.prices += 1;
-        self.oldest_ts = self.oldest_ts.min(ts_ms);
+        self.oldest_ts = self.oldest_ts.min(e.ts_ms);
+        self.oldest_received_us = self.oldest_received_us.min(e.received_us);
     }
 }

@@ -159,6 +159,8 @@ pub(super) struct Session {
     pub(super) flushing_since: Option<Instant>,
     /// Source timestamp of the oldest price in the write in flight.
     pub(super) oldest_ts: i64,
+    /// Earliest receipt by this edge of a price in the write in flight.
+    pub(super) oldest_received_us: u64,
     pub(super) ping_pending: bool,
     /// The last write waited on the client for at least [`SLOW_WRITE`]: it is not keeping up.
     pub(super) blocked: bool,
@@ -179,7 +181,7 @@ where
     };
     let id = edge.next_session_id();
     let admitted = edge.stats.connection_opened(edge.settings.max_connections);
-    let _guard = ConnectionGuard(edge.clone(), admitted);
+    let _guard = ConnectionGuard(edge.clone(), admitted, id);
     if !admitted {
         wire::put_text(
             &mut conn.out,
@@ -216,12 +218,18 @@ where
         setup_deadline: now + Duration::from_millis(edge.settings.setup_timeout_ms),
         flushing_since: None,
         oldest_ts: 0,
+        oldest_received_us: 0,
         ping_pending: false,
         blocked: false,
         edge,
     };
-    let shutdown = s.edge.shutdown.clone();
+    s.edge.sessions.register(s.id, s.waker.clone());
+    let timer = tokio::time::sleep_until(s.next_deadline().into());
+    tokio::pin!(timer);
     loop {
+        if s.edge.sessions.closing() {
+            s.closing = Some((CLOSE_GOING_AWAY, "server shutting down"));
+        }
         if s.closing.is_some() {
             break;
         }
@@ -242,12 +250,13 @@ where
                 Poll::Pending => {}
             }
         }
-        let deadline = s.next_deadline();
+        // The timer is re-armed only when the deadline moves (not on every turn).
+        let deadline = tokio::time::Instant::from_std(s.next_deadline());
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
-                s.closing = Some((CLOSE_GOING_AWAY, "server shutting down"));
-            }
             ev = poll_fn(|cx| conn.poll_event(cx)) => match ev {
                 SocketEvent::Written => s.flushed(),
                 SocketEvent::Failed(e) => {
@@ -275,7 +284,7 @@ where
                     s.closing = Some((CLOSE_POLICY, "slow consumer"));
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => s.housekeeping(),
+            _ = &mut timer => s.housekeeping(),
         }
     }
     // Say why, when the socket can still take it.
@@ -305,11 +314,12 @@ async fn close_now<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, code: 
 }
 
 /// Keeps the connection count right however the session ends.
-struct ConnectionGuard(Arc<Edge>, bool);
+struct ConnectionGuard(Arc<Edge>, bool, u64);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         if self.1 {
+            self.0.sessions.unregister(self.2);
             self.0.stats.connection_closed();
         }
     }
@@ -394,8 +404,9 @@ impl Session {
         if !self.subs.is_empty() {
             self.pull(&mut out);
         }
-        if out.oldest_ts != i64::MAX {
+        if out.prices > 0 {
             self.oldest_ts = out.oldest_ts;
+            self.oldest_received_us = out.oldest_received_us;
         }
         conn.out = out.buf;
         out.frames
@@ -521,6 +532,8 @@ impl Session {
         if self.oldest_ts != 0 {
             let age_ms = unix_now_ms() - self.oldest_ts;
             self.edge.latency.record(age_ms.max(0) as f64 / 1000.0);
+            let held_us = super::hub::clock_us().saturating_sub(self.oldest_received_us);
+            self.edge.internal_latency.record(held_us as f64 / 1e6);
             self.oldest_ts = 0;
         }
     }
