@@ -66,7 +66,8 @@ export PRICEFEED_BROKERS="127.0.0.1:$port"
 export PRICEFEED_CONFIG="$config"
 # Tansu takes about half the session timeout to form a group: keep it short for the demo.
 export PRICEFEED_KAFKA_OPTIONS="${PRICEFEED_KAFKA_OPTIONS:-consumer.session.timeout.ms=6000,consumer.heartbeat.interval.ms=1000}"
-"$bin" run --http-addr "$http" >"$run_dir/pricefeed.log" 2>&1 &
+# --demo: /demo/session hands out client tokens, so the trading UI at / works without a login.
+"$bin" run --demo --http-addr "$http" >"$run_dir/pricefeed.log" 2>&1 &
 pids+=($!)
 "$bin" simulate --rate "$rate" --malformed-ratio 0.002 >"$run_dir/simulate.log" 2>&1 &
 pids+=($!)
@@ -87,6 +88,7 @@ retail_token="$("$bin" token --sub demo-retail --channels retail --ttl 86400)"
 cat <<INFO
 
 pricefeed is running with a demo feed of $rate prices/s.
+  trading UI     http://$http/             (vip and retail side by side; client library /client.js)
   live prices    $bin watch --topics vip,retail          (any WebSocket client: ws://$http/ws)
   vip token      $vip_token
   retail token   $retail_token

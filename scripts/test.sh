@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy, and all tests (unit, property, doc, and the
-# integration tests that start their own throwaway Kafka broker on a free port).
+# Runs every check CI runs: formatting, clippy, and all tests (unit, property, doc, the
+# integration tests that start their own throwaway Kafka broker on a free port, and the browser
+# test of the trading UI in headless Chromium). Installs the pinned broker, Chromium and
+# playwright-core first when they are missing.
 # Extra arguments go to `cargo test`, e.g. scripts/test.sh --test exactly_once_kill.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/install-broker.sh >/dev/null
+scripts/install-browser.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 

@@ -152,6 +152,19 @@ pub fn partition_count<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     }
 }
 
+/// [`partition_count`] on a blocking thread: the metadata request blocks for up to its timeout
+/// when the broker is unreachable, and must not hold an async worker (signals, health checks and
+/// every other task run there).
+pub async fn partition_count_off_thread(
+    client: &std::sync::Arc<BaseConsumer>,
+    topic: &str,
+) -> Result<Option<i32>> {
+    let (client, topic) = (client.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || partition_count(&*client, &topic))
+        .await
+        .map_err(|e| KafkaFailure::Other(format!("metadata task: {e}")))?
+}
+
 /// Creates each topic that does not exist yet with `partitions` partitions, and checks that the
 /// existing ones have at least that many.
 pub async fn ensure_topics(

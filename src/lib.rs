@@ -19,6 +19,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod transform;
 pub mod watch;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,7 +125,9 @@ pub async fn run(
     }
     let mut router = http::router(http::HttpState { metrics, ready });
     if roles.edge.is_some() {
-        router = router.merge(edge::http::routes(slot.clone()));
+        router = router
+            .merge(edge::http::routes(slot.clone()))
+            .merge(web::routes());
     }
     let http_token = background.clone();
     let local = listener.tcp.local_addr()?;

@@ -125,6 +125,10 @@ struct EdgeArgs {
     /// This node's name in session ids (default: random).
     #[arg(long, env = "PRICEFEED_NODE_ID")]
     node_id: Option<String>,
+    /// Demo mode: GET /demo/session gives a client token for every channel to anyone who asks
+    /// (for the trading UI at /). Never in production.
+    #[arg(long, env = "PRICEFEED_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
+    demo: bool,
 }
 
 #[derive(Args)]
@@ -277,7 +281,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, rules)) {
+    let result = runtime.block_on(run(cli, rules));
+    // `run` has drained everything that matters (sessions, the transform's flush and commit); a
+    // Kafka metadata request still blocking a thread (broker unreachable) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -438,6 +446,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
             .unwrap_or_default(),
         channels: e.edge_channels,
         node_id: e.node_id,
+        demo: e.demo,
     };
     let transform_opts = |w: WorkerArgs, channel: Option<String>| TransformOptions {
         kafka: kafka.clone(),

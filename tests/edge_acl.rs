@@ -87,6 +87,12 @@ fn each_user_sees_exactly_its_channels_and_symbols_with_kafka_offsets_as_seq() {
     let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
     wait_ready(&node, Duration::from_secs(60));
     let (vip_topic, retail_topic) = (format!("{prefix}.vip"), format!("{prefix}.retail"));
+    // Outside demo mode the edge hands out no token.
+    let demo = http_get(node.http_port, "/demo/session").unwrap();
+    assert!(
+        demo.contains(r#""code":"not_found""#) && !demo.contains("eyJ"),
+        "{demo}"
+    );
 
     // A first round, so snapshots have something to show.
     produce_raw(&broker, &raw, &raw_records(30, 0));

@@ -37,6 +37,7 @@ pub fn routes(edge: EdgeSlot) -> Router {
         .route("/ws/sub/{topic}", get(ws_one))
         .route("/stats", get(stats))
         .route("/publish", post(publish))
+        .route("/demo/session", get(demo_session))
         .with_state(edge)
 }
 
@@ -83,6 +84,27 @@ fn upgrade(slot: &EdgeSlot, mut req: Request, topic: Option<String>) -> Response
         }
     }));
     response
+}
+
+/// Demo mode only: a token per channel this edge serves, and the instruments.
+async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
+    let edge = match started(&slot) {
+        Ok(edge) => edge,
+        Err(r) => return *r,
+    };
+    let Some(signer) = &edge.demo else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "demo mode is off (start the edge with --demo to get demo tokens here)",
+        );
+    };
+    let channels: Vec<String> = edge.hub.topics.keys().cloned().collect();
+    let mut body = signer.session(&edge.rules.load(), &channels);
+    if let Some(list) = body["channels"].as_array_mut() {
+        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 async fn stats(State(slot): State<EdgeSlot>) -> Response {

@@ -4,6 +4,7 @@
 //! publishing ([`publish`]). The wire format is in [`protocol`] and docs/protocol.md.
 
 pub mod auth;
+pub mod demo;
 pub mod http;
 pub mod hub;
 mod outbox;
@@ -46,6 +47,8 @@ pub struct EdgeOptions {
     pub channels: Option<Vec<String>>,
     /// Names this process in session ids (default: a random id).
     pub node_id: Option<String>,
+    /// Demo mode: `GET /demo/session` gives out client tokens ([`demo`]).
+    pub demo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +154,8 @@ pub struct Edge {
     /// Sessions and publish tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     pub node_id: String,
+    /// Set in demo mode.
+    pub demo: Option<demo::DemoSigner>,
     next_session: AtomicU64,
     /// Set by the reader when Kafka calls fail; cleared when they succeed again.
     pub kafka_error: std::sync::atomic::AtomicBool,
@@ -192,6 +197,12 @@ pub async fn start(
 ) -> Result<Option<Arc<Edge>>, EdgeError> {
     let current = rules.load_full();
     let verifier = Verifier::from_settings(&current.auth, &opts.config_dir)?;
+    let demo = if opts.demo {
+        tracing::warn!("demo mode: GET /demo/session gives a token for every channel to anyone");
+        Some(demo::DemoSigner::from_settings(&current.auth)?)
+    } else {
+        None
+    };
     let api_keys = ApiKeys::from_env(&current.auth.api_keys_env)?;
     let channels: Vec<&crate::config::Channel> = match &opts.channels {
         None => current.channels.iter().collect(),
@@ -250,6 +261,7 @@ pub async fn start(
         sessions: Sessions::default(),
         tasks: TaskTracker::new(),
         node_id,
+        demo,
         next_session: AtomicU64::new(1),
         kafka_error: false.into(),
     });

@@ -14,6 +14,8 @@ pub enum ClientFrame {
     Setup {
         token: String,
         topics: Vec<String>,
+        /// Topics to resume rather than subscribe: topic → partition → last seqNo processed.
+        resume: BTreeMap<String, BTreeMap<i32, i64>>,
     },
     Subscribe {
         topic: String,
@@ -106,6 +108,8 @@ struct SetupMsg {
     token: String,
     #[serde(default)]
     topics: Vec<String>,
+    #[serde(default)]
+    resume: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +168,25 @@ fn fields<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, FrameE
     })
 }
 
+/// A `from` map: partition numbers (as strings) → last seqNo processed (−1: nothing yet).
+fn positions(kind: &str, from: BTreeMap<String, i64>) -> Result<BTreeMap<i32, i64>, FrameError> {
+    let mut out = BTreeMap::new();
+    for (p, seq) in from {
+        let part: i32 = p
+            .parse()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| bad(format!("{kind}: partition {p:?} is not a number ≥ 0")))?;
+        if seq < -1 {
+            return Err(bad(format!(
+                "{kind}: seqNo {seq} for partition {p} is below -1"
+            )));
+        }
+        out.insert(part, seq);
+    }
+    Ok(out)
+}
+
 /// Longest messageId accepted.
 pub const MAX_MESSAGE_ID: usize = 128;
 
@@ -186,9 +209,14 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     Ok(match kind.as_ref() {
         "setup" => {
             let m: SetupMsg = fields("setup", text)?;
+            let mut resume = BTreeMap::new();
+            for (topic, from) in m.resume {
+                resume.insert(topic, positions("setup", from)?);
+            }
             ClientFrame::Setup {
                 token: m.token,
                 topics: m.topics,
+                resume,
             }
         }
         "subscribe" => {
@@ -204,22 +232,9 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "resume" => {
             let m: ResumeMsg = fields("resume", text)?;
-            let mut from = BTreeMap::new();
-            for (p, seq) in m.from {
-                let part: i32 =
-                    p.parse().ok().filter(|p| *p >= 0).ok_or_else(|| {
-                        bad(format!("resume: partition {p:?} is not a number ≥ 0"))
-                    })?;
-                if seq < -1 {
-                    return Err(bad(format!(
-                        "resume: seqNo {seq} for partition {p} is below -1"
-                    )));
-                }
-                from.insert(part, seq);
-            }
             ClientFrame::Resume {
                 topic: m.topic,
-                from,
+                from: positions("resume", m.from)?,
                 symbols: m.symbols,
             }
         }
@@ -347,6 +362,13 @@ mod tests {
             parse(r#"{"type":"setup","token":"t","topics":["vip"]}"#),
             Ok(ClientFrame::Setup { topics, .. }) if topics == ["vip"]
         ));
+        assert!(matches!(
+            parse(r#"{"type":"setup","token":"t","resume":{"vip":{"0":7,"1":-1}}}"#),
+            Ok(ClientFrame::Setup { resume, .. })
+                if resume == BTreeMap::from([("vip".to_string(), BTreeMap::from([(0, 7), (1, -1)]))])
+        ));
+        assert!(parse(r#"{"type":"setup","token":"t","resume":{"vip":{"x":7}}}"#).is_err());
+        assert!(parse(r#"{"type":"setup","token":"t","resume":{"vip":{"0":-2}}}"#).is_err());
         assert!(matches!(
             parse(r#"{"type":"subscribe","topic":"vip","symbols":["EURUSD"]}"#),
             Ok(ClientFrame::Subscribe { symbols: Some(s), .. }) if s == ["EURUSD"]

@@ -28,12 +28,16 @@ pub async fn wait_for_topics(
     topics: &[String],
     shutdown: &CancellationToken,
 ) -> Result<Option<Vec<usize>>, KafkaFailure> {
-    let reader = settings.reader()?;
+    let reader = Arc::new(settings.reader()?);
     let mut counts = Vec::with_capacity(topics.len());
     for t in topics {
         let mut logged = false;
         loop {
-            match kafka::partition_count(&reader, t) {
+            let count = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                c = kafka::partition_count_off_thread(&reader, t) => c,
+            };
+            match count {
                 Ok(Some(n)) => {
                     counts.push(n as usize);
                     break;

@@ -123,7 +123,11 @@ impl Session {
             }
         };
         match frame {
-            ClientFrame::Setup { token, topics } => self.on_setup(&token, topics),
+            ClientFrame::Setup {
+                token,
+                topics,
+                resume,
+            } => self.on_setup(&token, topics, resume).await,
             _ if self.grant.is_none() => {
                 self.fail(Code::NotSetup, "send setup with a token first", None);
             }
@@ -156,7 +160,12 @@ impl Session {
         }
     }
 
-    fn on_setup(&mut self, token: &str, topics: Vec<String>) {
+    async fn on_setup(
+        &mut self,
+        token: &str,
+        topics: Vec<String>,
+        resume: std::collections::BTreeMap<String, std::collections::BTreeMap<i32, i64>>,
+    ) {
         let grant = match self.edge.verifier.verify(token) {
             Ok(g) => g,
             Err(e) => {
@@ -208,7 +217,15 @@ impl Session {
             topics.insert(0, t.clone());
         }
         for t in topics {
-            self.on_subscribe(&t, None);
+            if !resume.contains_key(&t) {
+                self.on_subscribe(&t, None);
+            }
+        }
+        // A reconnecting client picks up where it was in the same round trip (on
+        // `/ws/sub/{topic}` this is the only way to resume the path topic without a snapshot
+        // and live prices arriving first).
+        for (t, from) in resume {
+            Box::pin(self.on_resume(&t, from, None)).await;
         }
     }
 

@@ -144,13 +144,18 @@ pub async fn run(
         ));
     }
     let raw = rules.kafka.raw_topic.clone();
-    let reader = opts
-        .kafka
-        .reader()
-        .map_err(|e| TransformError::Kafka(e.to_string()))?;
+    let reader = std::sync::Arc::new(
+        opts.kafka
+            .reader()
+            .map_err(|e| TransformError::Kafka(e.to_string()))?,
+    );
     let mut waited = false;
     loop {
-        match kafka::partition_count(&reader, &raw) {
+        let count = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            c = kafka::partition_count_off_thread(&reader, &raw) => c,
+        };
+        match count {
             Ok(Some(_)) => break,
             Ok(None) if !waited => {
                 info!(topic = %raw, "waiting for the raw topic to be created");

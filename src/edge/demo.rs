@@ -1,0 +1,95 @@
+//! Demo mode (`--demo`, `PRICEFEED_DEMO=1`): `GET /demo/session` hands anyone a short-lived
+//! client token per channel, with the instruments the trading UI needs (pip sizes to show spreads
+//! in pips). Off by default: with it on, every channel is open to whoever reaches the port.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::auth::{Audience, AuthSetupError, Claims, sign_hs256};
+use crate::config::{AuthSettings, JwtAlgorithm, Rules};
+
+/// How long a demo token is valid; the UI fetches a new one when it reconnects.
+pub const DEMO_TOKEN_TTL_S: u64 = 3600;
+
+/// Signs demo tokens with the edge's own HS256 secret, so they pass its verifier.
+pub struct DemoSigner {
+    secret: Vec<u8>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl DemoSigner {
+    pub fn from_settings(auth: &AuthSettings) -> Result<DemoSigner, AuthSetupError> {
+        if auth.algorithm != JwtAlgorithm::Hs256 {
+            return Err(AuthSetupError(
+                "demo mode signs its own tokens and needs [auth] algorithm = \"HS256\"".into(),
+            ));
+        }
+        let secret = std::env::var(&auth.secret_env).map_err(|_| {
+            AuthSetupError(format!(
+                "demo mode needs the HS256 secret in {} (auth.secret_env)",
+                auth.secret_env
+            ))
+        })?;
+        Ok(DemoSigner {
+            secret: secret.into_bytes(),
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+        })
+    }
+
+    /// A token for each of `channels` (user `demo-<channel>`, that channel only, no publish
+    /// right), and the instruments each channel carries.
+    pub fn session(&self, rules: &Rules, channels: &[String]) -> Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = now + DEMO_TOKEN_TTL_S;
+        let tokens: Vec<Value> = rules
+            .channels
+            .iter()
+            .filter(|c| channels.contains(&c.name))
+            .map(|c| {
+                let claims = Claims {
+                    sub: format!("demo-{}", c.name),
+                    channels: vec![c.name.clone()],
+                    symbols: None,
+                    publish: false,
+                    exp,
+                    iss: self.issuer.clone(),
+                    aud: self.audience.clone().map(Audience::One),
+                };
+                let symbols: Vec<&str> = rules
+                    .instruments
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| c.carries(*i))
+                    .map(|(_, ins)| ins.symbol.as_str())
+                    .collect();
+                json!({
+                    "name": c.name,
+                    "user": claims.sub,
+                    "token": sign_hs256(&claims, &self.secret).unwrap_or_default(),
+                    "expiresAt": exp,
+                    "symbols": symbols,
+                })
+            })
+            .collect();
+        let instruments: serde_json::Map<String, Value> = rules
+            .instruments
+            .iter()
+            .map(|i| {
+                (
+                    i.symbol.clone(),
+                    json!({
+                        "pip": i.pip.to_string(),
+                        "tick": i.tick.size().to_string(),
+                        "precision": i.precision,
+                    }),
+                )
+            })
+            .collect();
+        json!({"channels": tokens, "instruments": instruments})
+    }
+}

@@ -1,0 +1,183 @@
+// The trading UI at /: two channels side by side, a live row per symbol. Uses /client.js, the
+// same library applications use; tokens come from /demo/session (demo mode only).
+import { SubSocket } from "/client.js";
+
+const STALE_AFTER_MS = 10_000;
+const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+
+async function demoSession() {
+  const r = await fetch("/demo/session", { cache: "no-store" });
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    throw new Error(body.message || `GET /demo/session: ${r.status}`);
+  }
+  return r.json();
+}
+
+// ---- exact decimal arithmetic on the wire's strings (no floating point on prices) ----------
+
+function fracLen(s) {
+  const i = s.indexOf(".");
+  return i < 0 ? 0 : s.length - i - 1;
+}
+
+/** "1.08412" at scale 6 → 1084120n */
+function units(s, scale) {
+  const neg = s.startsWith("-");
+  const [int, frac = ""] = (neg ? s.slice(1) : s).split(".");
+  const v = BigInt(int || "0") * 10n ** BigInt(scale) + BigInt((frac + "0".repeat(scale)).slice(0, scale) || "0");
+  return neg ? -v : v;
+}
+
+/** Spread in tenths of a pip (rounded half up), and the mid in the same scale for up/down. */
+function measure(bid, ask, pip) {
+  const scale = Math.max(fracLen(bid), fracLen(ask), fracLen(pip));
+  const b = units(bid, scale);
+  const a = units(ask, scale);
+  const p = units(pip, scale);
+  const spread = a - b;
+  const tenths = (spread * 20n + p) / (2n * p);
+  return { spread, scale, tenths, mid: a + b };
+}
+
+function pips(tenths) {
+  const sign = tenths < 0n ? "-" : "";
+  const t = tenths < 0n ? -tenths : tenths;
+  return `${sign}${t / 10n}.${t % 10n}`;
+}
+
+// ---- one panel: a channel picker, a state badge and a table ----------------------------------
+
+class Panel {
+  constructor(root, session, channel, onChange) {
+    this.session = session;
+    this.el = document.createElement("section");
+    this.el.className = "panel";
+    root.appendChild(this.el);
+    this.onChange = onChange;
+    this.open(channel);
+  }
+
+  open(channel) {
+    this.socket?.close();
+    this.channel = channel;
+    this.rows = new Map();
+    const info = this.session.channels.find((c) => c.name === channel);
+    this.el.dataset.channel = channel;
+    this.el.innerHTML = `
+      <div class="panel-head">
+        <select aria-label="channel">${this.session.channels
+          .map((c) => `<option ${c.name === channel ? "selected" : ""}>${c.name}</option>`)
+          .join("")}</select>
+        <span class="state idle">idle</span>
+        <span class="counters"></span>
+      </div>
+      <table>
+        <thead><tr><th>Symbol</th><th>Bid</th><th>Ask</th><th>Spread (pips)</th><th>seqNo</th><th>Latency ms</th><th>Age s</th></tr></thead>
+        <tbody></tbody>
+      </table>`;
+    this.el.querySelector("select").addEventListener("change", (e) => this.onChange(this, e.target.value));
+    this.badge = this.el.querySelector(".state");
+    this.counters = this.el.querySelector(".counters");
+    const tbody = this.el.querySelector("tbody");
+    for (const symbol of info.symbols) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      tr.dataset.symbol = symbol;
+      tr.innerHTML = `<td class="symbol">${symbol}</td><td class="bid">—</td><td class="ask">—</td>
+        <td class="spread">—</td><td class="seq">—</td><td class="latency">—</td><td class="age">—</td>`;
+      tbody.appendChild(tr);
+      this.rows.set(symbol, { tr, mid: null, ts: 0, stale: false });
+    }
+    let first = true;
+    const token = async () => {
+      // The session's token first; a fresh one on every reconnect (they expire).
+      if (first) {
+        first = false;
+        return info.token;
+      }
+      const fresh = await demoSession();
+      return fresh.channels.find((c) => c.name === channel).token;
+    };
+    const s = SubSocket.byTopics(wsBase, [channel], { token });
+    this.socket = s;
+    s.on("state", ({ state, attempt }) => {
+      this.badge.className = `state ${state}`;
+      this.badge.textContent = state === "reconnecting" ? `reconnecting (${attempt})` : state;
+      this.renderCounters();
+    });
+    s.on("snapshot", (f) => {
+      for (const p of f.prices) this.update(p, false);
+      this.renderCounters();
+    });
+    s.on("price", (m) => {
+      this.update(m, true);
+      this.renderCounters();
+    });
+    s.on("gap", (g) => {
+      console.warn("pricefeed: gap", g);
+      this.renderCounters();
+    });
+    s.on("error", (e) => console.warn("pricefeed:", e.code, e.message));
+  }
+
+  update(m, flash) {
+    const d = m.data;
+    const row = this.rows.get(d.symbol);
+    if (!row) return;
+    const ins = this.session.instruments[d.symbol];
+    const { tenths, spread, scale, mid } = measure(d.bid, d.ask, ins.pip);
+    const tr = row.tr;
+    tr.classList.remove("empty", "up", "down");
+    if (flash && row.mid !== null && mid !== row.mid) {
+      void tr.offsetWidth; // restart the animation
+      tr.classList.add(mid > row.mid ? "up" : "down");
+    }
+    row.mid = mid;
+    row.ts = d.ts;
+    row.stale = d.stale === true;
+    tr.dataset.seq = String(m.seqNo);
+    tr.dataset.spread = spread.toString();
+    tr.dataset.scale = String(scale);
+    tr.querySelector(".bid").textContent = d.bid;
+    tr.querySelector(".ask").textContent = d.ask;
+    tr.querySelector(".spread").textContent = pips(tenths);
+    tr.querySelector(".seq").textContent = `${m.partition}:${m.seqNo}`;
+    tr.querySelector(".latency").textContent = String(Math.max(0, Date.now() - d.ts));
+    this.tick();
+  }
+
+  /** Ages and stale marks move with the clock, not only with prices. */
+  tick() {
+    const now = Date.now();
+    for (const row of this.rows.values()) {
+      if (!row.ts) continue;
+      const age = now - row.ts;
+      row.tr.querySelector(".age").textContent = (age / 1000).toFixed(1);
+      row.tr.classList.toggle("stale", row.stale || age > STALE_AFTER_MS);
+    }
+  }
+
+  renderCounters() {
+    const st = this.socket.stats;
+    this.counters.textContent = `${st.messages} prices · ${st.gaps} gaps · ${st.reconnects} reconnects`;
+  }
+}
+
+const root = document.getElementById("panels");
+const notice = document.getElementById("notice");
+try {
+  const session = await demoSession();
+  const names = session.channels.map((c) => c.name);
+  const pick = (want, fallback) => (names.includes(want) ? want : fallback);
+  const left = pick("vip", names[0]);
+  const right = pick("retail", names.find((n) => n !== left) ?? left);
+  const change = (panel, channel) => panel.open(channel);
+  const panels = [new Panel(root, session, left, change), new Panel(root, session, right, change)];
+  setInterval(() => panels.forEach((p) => p.tick()), 500);
+  // For tests and the curious: the panels, their sockets and counters.
+  window.pricefeedUi = { panels };
+} catch (e) {
+  notice.hidden = false;
+  notice.textContent = `No demo tokens: ${e.message}. Start the edge with --demo (scripts/demo.sh does), or use /client.js with your own token.`;
+}

@@ -1,0 +1,130 @@
+// Drives the trading UI at PRICEFEED_URL in headless Chromium (Debian's, through playwright-core)
+// and checks what a user would: both channels show live prices that update; retail quotes wider
+// than vip for the same source price on every symbol both carry; after the connection is cut the
+// panels resume with no seqNo gap (by the client library's own gap detection) and the missed
+// prices replayed. Saves a screenshot. Exits non-zero with the reason on any failure.
+//
+// Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
+
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+const base = process.env.PRICEFEED_URL;
+const shot = process.env.PRICEFEED_SCREENSHOT || "target/browser/ui.png";
+if (!base) throw new Error("set PRICEFEED_URL");
+
+function chromiumPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  for (const name of ["chromium", "chromium-browser"]) {
+    try {
+      return execFileSync("which", [name]).toString().trim();
+    } catch {}
+  }
+  throw new Error("no chromium on PATH: apt-get install chromium (scripts/install-browser.sh)");
+}
+
+function check(ok, what) {
+  if (!ok) throw new Error(what);
+  console.log(`ok: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: chromiumPath(),
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+});
+const failures = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") failures.push(`console error: ${m.text()}`);
+  });
+  await page.goto(base + "/");
+  await page.waitForFunction(() => window.pricefeedUi?.panels.length === 2, null, { timeout: 20_000 });
+
+  // Record every price each panel's socket delivers, to compare the same source price.
+  await page.evaluate(() => {
+    window.seen = { vip: [], retail: [] };
+    for (const p of window.pricefeedUi.panels) {
+      p.socket.on("price", (m) => window.seen[p.channel]?.push({ s: m.data.symbol, ts: m.data.ts, bid: m.data.bid, ask: m.data.ask }));
+    }
+  });
+  const channels = await page.evaluate(() => window.pricefeedUi.panels.map((p) => p.channel));
+  check(channels.join(",") === "vip,retail", `the panels show vip and retail (${channels})`);
+
+  // 1. Both channels show prices, and they update.
+  const rowsWithPrices = (channel) =>
+    page.$$eval(`section[data-channel="${channel}"] tbody tr[data-seq]`, (trs) =>
+      trs.map((tr) => [tr.dataset.symbol, Number(tr.dataset.seq)]),
+    );
+  await page.waitForFunction(
+    () => ["vip", "retail"].every((c) => document.querySelectorAll(`section[data-channel="${c}"] tr[data-seq]`).length >= 3),
+    null,
+    { timeout: 30_000 },
+  );
+  const before = { vip: await rowsWithPrices("vip"), retail: await rowsWithPrices("retail") };
+  await page.waitForTimeout(3000);
+  for (const c of ["vip", "retail"]) {
+    const after = new Map(await rowsWithPrices(c));
+    const moved = before[c].filter(([s, seq]) => after.get(s) > seq).length;
+    check(moved > 0, `${c}: prices update (${moved} of ${before[c].length} rows moved on)`);
+    const state = await page.$eval(`section[data-channel="${c}"] .state`, (e) => e.textContent);
+    check(state === "open", `${c}: connection state shown as open`);
+  }
+
+  // 2. Retail is wider than vip on every symbol both carry, for the same source price.
+  const seen = await page.evaluate(() => window.seen);
+  const instruments = await page.evaluate(async () => (await (await fetch("/demo/session")).json()).instruments);
+  const once = (list) => {
+    const n = new Map();
+    for (const r of list) n.set(`${r.s}@${r.ts}`, (n.get(`${r.s}@${r.ts}`) ?? []).concat([r]));
+    return new Map([...n].filter(([, v]) => v.length === 1).map(([k, v]) => [k, v[0]]));
+  };
+  const vip = once(seen.vip);
+  const retail = once(seen.retail);
+  const scaled = (s, scale) => {
+    const [i, f = ""] = s.split(".");
+    return BigInt(i) * 10n ** BigInt(scale) + BigInt((f + "0".repeat(scale)).slice(0, scale) || "0");
+  };
+  const compared = new Map();
+  for (const [key, r] of retail) {
+    const v = vip.get(key);
+    if (!v) continue;
+    const scale = Math.max(...[v.bid, v.ask, r.bid, r.ask].map((x) => (x.split(".")[1] ?? "").length));
+    const vs = scaled(v.ask, scale) - scaled(v.bid, scale);
+    const rs = scaled(r.ask, scale) - scaled(r.bid, scale);
+    if (rs <= vs) throw new Error(`retail not wider than vip for ${key}: retail ${r.bid}/${r.ask}, vip ${v.bid}/${v.ask}`);
+    compared.set(r.s, (compared.get(r.s) ?? 0) + 1);
+  }
+  const retailSymbols = (await page.$$eval(`section[data-channel="retail"] tbody tr`, (trs) => trs.map((t) => t.dataset.symbol)));
+  const missing = retailSymbols.filter((s) => !compared.has(s) && instruments[s]);
+  check(missing.length === 0, `retail is wider than vip on every shared symbol (${[...compared].map(([s, n]) => `${s}×${n}`).join(", ")}; missing: ${missing})`);
+
+  // 3. Cut both connections for 1.5 s while the feed runs: each panel resumes with no gap.
+  const statsBefore = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ ...p.socket.stats })));
+  await page.evaluate(() => window.pricefeedUi.panels.forEach((p) => p.socket.interrupt(1500)));
+  await page.waitForFunction(
+    (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.resumed > prev[i].resumed && p.socket.state === "open"),
+    statsBefore,
+    { timeout: 30_000 },
+  );
+  await page.waitForTimeout(2000);
+  const statsAfter = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ channel: p.channel, ...p.socket.stats })));
+  for (const [i, s] of statsAfter.entries()) {
+    check(s.reconnects > statsBefore[i].reconnects, `${s.channel}: reconnected (${s.reconnects})`);
+    check(s.replayed > statsBefore[i].replayed, `${s.channel}: the prices missed while away were replayed (${s.replayed - statsBefore[i].replayed})`);
+    check(s.gaps === 0, `${s.channel}: no seqNo gap (the client library counted ${s.gaps})`);
+    check(s.duplicates === 0, `${s.channel}: no duplicate (${s.duplicates})`);
+    check(s.messages > statsBefore[i].messages, `${s.channel}: live again (${s.messages} prices)`);
+  }
+
+  mkdirSync(dirname(shot), { recursive: true });
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`screenshot: ${shot}`);
+  check(failures.length === 0, `no page or console errors ${failures.length ? failures.join("; ") : ""}`);
+} finally {
+  await browser.close();
+}
