@@ -35,10 +35,20 @@ struct Cli {
         default_value = "127.0.0.1:9092"
     )]
     brokers: String,
-    /// Any librdkafka option as KEY=VALUE (repeat, or comma-separate in the env variable);
-    /// applied last, e.g. security.protocol=SSL or session.timeout.ms=6000.
-    #[arg(long = "kafka-option", global = true, env = "PRICEFEED_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
-    kafka_options: Vec<(String, String)>,
+    /// Any librdkafka option as KEY=VALUE (repeat, or comma-separate: a comma starts a new
+    /// option only when KEY= follows it, so debug=broker,topic is one option); applied last,
+    /// e.g. security.protocol=SSL or session.timeout.ms=6000.
+    #[arg(long = "kafka-option", global = true, env = "PRICEFEED_KAFKA_OPTIONS", value_parser = parse_options)]
+    kafka_options: Vec<OptionList>,
+    /// Log lines as text (for people) or JSON (one object per line, for log pipelines).
+    #[arg(
+        long,
+        global = true,
+        env = "PRICEFEED_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: telemetry::LogFormat,
     /// What to run; `run` when omitted.
     #[command(subcommand)]
     command: Option<Command>,
@@ -235,21 +245,41 @@ struct TailArgs {
     follow: bool,
 }
 
-/// An empty item (e.g. `PRICEFEED_KAFKA_OPTIONS=` or a trailing comma) means no option; it
-/// parses to an empty key that [`run`] drops.
-fn parse_option(s: &str) -> Result<(String, String), String> {
-    if s.trim().is_empty() {
-        return Ok((String::new(), String::new()));
+/// The librdkafka options of one `--kafka-option` (or of `PRICEFEED_KAFKA_OPTIONS`).
+#[derive(Clone, Debug)]
+struct OptionList(Vec<(String, String)>);
+
+/// `KEY=VALUE[,KEY=VALUE…]`. A comma starts a new option only when `KEY=` follows it, so values
+/// may hold commas (`debug=broker,topic`). Empty items (`PRICEFEED_KAFKA_OPTIONS=`, a trailing
+/// comma) are no option.
+fn parse_options(s: &str) -> Result<OptionList, String> {
+    let is_key = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in s.split(',') {
+        let starts_option = part.split_once('=').is_some_and(|(k, _)| is_key(k.trim()));
+        match (starts_option, out.last_mut()) {
+            (true, _) => {
+                let (k, v) = part.split_once('=').expect("checked");
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            (false, _) if part.trim().is_empty() => {}
+            (false, Some((_, v))) => {
+                v.push(',');
+                v.push_str(part.trim());
+            }
+            (false, None) => return Err(format!("expected KEY=VALUE, got {s:?}")),
+        }
     }
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+    Ok(OptionList(out))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_default();
-    telemetry::init_logging();
+    telemetry::init_logging(cli.log_format);
     if let Command::CheckConfig { file } = cli.command() {
         return check_config(file.as_deref().unwrap_or(&cli.config));
     }
@@ -417,11 +447,7 @@ fn start_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHand
 async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
         brokers: cli.brokers,
-        options: cli
-            .kafka_options
-            .into_iter()
-            .filter(|(k, _)| !k.is_empty())
-            .collect(),
+        options: cli.kafka_options.into_iter().flat_map(|l| l.0).collect(),
     };
     let shutdown = shutdown_on_signals();
     let command = cli.command.expect("parse_with_default sets a command");
@@ -539,4 +565,41 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
     let listener = pricefeed::HttpListener { tcp, tls };
     pricefeed::run(roles, rules, source, listener, Some(metrics), shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(s: &str) -> Vec<(String, String)> {
+        parse_options(s).unwrap().0
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_options_split_at_commas_that_start_a_new_key() {
+        assert_eq!(
+            opts("linger.ms=5, debug=broker,topic,msg ,acks=all"),
+            kv(&[
+                ("linger.ms", "5"),
+                ("debug", "broker,topic,msg"),
+                ("acks", "all")
+            ])
+        );
+        assert_eq!(
+            opts("sasl.jaas.config=a=b"),
+            kv(&[("sasl.jaas.config", "a=b")])
+        );
+        assert_eq!(opts(""), kv(&[]));
+        assert_eq!(opts(" , "), kv(&[]));
+        assert_eq!(opts("linger.ms=5,"), kv(&[("linger.ms", "5")]));
+        assert!(parse_options("linger.ms").is_err());
+        assert!(parse_options("=5").is_err());
+    }
 }

@@ -36,14 +36,23 @@ pub const EDGE_BAD_RECORDS: &str = "pricefeed_edge_bad_records_total";
 
 /// Initialises logging: `RUST_LOG` filters (default `info`), `PRICEFEED_LOG_FORMAT=json` for
 /// JSON lines. Safe to call more than once.
-pub fn init_logging() {
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG`. No code path logs a token, an API key, a secret
+/// or a Kafka password (tests/secrets_in_logs.rs checks this at debug level).
+pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("PRICEFEED_LOG_FORMAT").as_deref() == Ok("json") {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
