@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// One part of the process that must be ready: its name, what it waits for, and the check.
 #[derive(Clone)]
@@ -27,14 +28,20 @@ pub struct HttpState {
     pub ready: Vec<ReadyCheck>,
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+pub fn router(state: HttpState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .with_state(state)
 }
 
+/// Prometheus metrics (text format 0.0.4); the list is in docs/architecture.md section 12.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Every metric of this process", content_type = "text/plain"),
+        (status = 503, description = "No metrics recorder (embedded use)", content_type = "text/plain"),
+    ))]
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     match &s.metrics {
         Some(h) => (
@@ -50,6 +57,20 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+/// Liveness: the process runs and serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the transform has its partitions and the edge has read every channel topic to its
+/// end with Kafka answering. Otherwise 503, naming what it waits for.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "`ready`", content_type = "text/plain"),
+        (status = 503, description = "`not ready: …` with what each role waits for", content_type = "text/plain"),
+    ))]
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     let waiting: Vec<String> = s
         .ready

@@ -7,6 +7,7 @@
 //! [`kafka`] builds every Kafka client; [`http`], [`tls`] and [`telemetry`] expose the process;
 //! [`watch`] is a terminal client of the edge.
 
+pub mod api;
 pub mod config;
 pub mod edge;
 pub mod http;
@@ -123,12 +124,10 @@ pub async fn run(
             check: Arc::new(move || s.get().is_some_and(|e| e.ready())),
         });
     }
-    let mut router = http::router(http::HttpState { metrics, ready });
-    if roles.edge.is_some() {
-        router = router
-            .merge(edge::http::routes(slot.clone()))
-            .merge(web::routes());
-    }
+    let router = api::app(
+        http::HttpState { metrics, ready },
+        roles.edge.is_some().then(|| slot.clone()),
+    );
     let http_token = background.clone();
     let local = listener.tcp.local_addr()?;
     let sockets = SocketOptions {

@@ -510,10 +510,13 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("binding HTTP on {addr}"))?;
-                let router = pricefeed::http::router(pricefeed::http::HttpState {
-                    metrics: Some(metrics),
-                    ready: Vec::new(),
-                });
+                let router = pricefeed::api::app(
+                    pricefeed::http::HttpState {
+                        metrics: Some(metrics),
+                        ready: Vec::new(),
+                    },
+                    None,
+                );
                 tokio::spawn(pricefeed::http::serve(listener, router, shutdown.clone()));
             }
             let opts = SimulateOptions {

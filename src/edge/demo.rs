@@ -4,9 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
-
 use super::auth::{Audience, AuthSetupError, Claims, sign_hs256};
+use super::bodies::{DemoChannel, DemoInstrument, DemoSession};
 use crate::config::{AuthSettings, JwtAlgorithm, Rules};
 
 /// How long a demo token is valid; the UI fetches a new one when it reconnects.
@@ -41,12 +40,12 @@ impl DemoSigner {
 
     /// A token for each of `channels` (user `demo-<channel>`, that channel only, no publish
     /// right), and the instruments each channel carries.
-    pub fn session(&self, rules: &Rules, channels: &[String]) -> Value {
+    pub fn session(&self, rules: &Rules, channels: &[String]) -> DemoSession {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let exp = now + DEMO_TOKEN_TTL_S;
-        let tokens: Vec<Value> = rules
+        let mut list: Vec<DemoChannel> = rules
             .channels
             .iter()
             .filter(|c| channels.contains(&c.name))
@@ -60,36 +59,39 @@ impl DemoSigner {
                     iss: self.issuer.clone(),
                     aud: self.audience.clone().map(Audience::One),
                 };
-                let symbols: Vec<&str> = rules
-                    .instruments
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| c.carries(*i))
-                    .map(|(_, ins)| ins.symbol.as_str())
-                    .collect();
-                json!({
-                    "name": c.name,
-                    "user": claims.sub,
-                    "token": sign_hs256(&claims, &self.secret).unwrap_or_default(),
-                    "expiresAt": exp,
-                    "symbols": symbols,
-                })
+                DemoChannel {
+                    name: c.name.clone(),
+                    token: sign_hs256(&claims, &self.secret).unwrap_or_default(),
+                    user: claims.sub,
+                    expires_at: exp,
+                    symbols: rules
+                        .instruments
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| c.carries(*i))
+                        .map(|(_, ins)| ins.symbol.clone())
+                        .collect(),
+                }
             })
             .collect();
-        let instruments: serde_json::Map<String, Value> = rules
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let instruments = rules
             .instruments
             .iter()
             .map(|i| {
                 (
                     i.symbol.clone(),
-                    json!({
-                        "pip": i.pip.to_string(),
-                        "tick": i.tick.size().to_string(),
-                        "precision": i.precision,
-                    }),
+                    DemoInstrument {
+                        pip: i.pip.to_string(),
+                        tick: i.tick.size().to_string(),
+                        precision: i.precision,
+                    },
                 )
             })
             .collect();
-        json!({"channels": tokens, "instruments": instruments})
+        DemoSession {
+            channels: list,
+            instruments,
+        }
     }
 }

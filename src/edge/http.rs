@@ -1,19 +1,18 @@
-//! The edge's HTTP routes: `/ws`, `/ws/sub/{topic}`, `/stats` and `POST /publish`.
+//! The edge's HTTP routes: `/ws`, `/ws/sub/{topic}`, `/stats`, `POST /publish` and, in demo
+//! mode, `/demo/session`. Each handler's `#[utoipa::path]` is its entry in `/openapi.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::json;
-use serde_json::value::RawValue;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Edge;
+use super::bodies::{Problem, PublishAck, PublishRequest, Stats, TopicStats};
 use super::publish::PublishError;
 use super::session;
 use crate::telemetry;
@@ -31,20 +30,39 @@ fn started(slot: &EdgeSlot) -> Result<Arc<Edge>, Box<Response>> {
     })
 }
 
-pub fn routes(edge: EdgeSlot) -> Router {
-    Router::new()
-        .route("/ws", get(ws_all))
-        .route("/ws/sub/{topic}", get(ws_one))
-        .route("/stats", get(stats))
-        .route("/publish", post(publish))
-        .route("/demo/session", get(demo_session))
+pub fn routes(edge: EdgeSlot) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(ws_all))
+        .routes(routes!(ws_one))
+        .routes(routes!(stats))
+        .routes(routes!(publish))
+        .routes(routes!(demo_session))
         .with_state(edge)
 }
 
+/// A WebSocket connection for any number of topics: the Micro Socket protocol
+/// (docs/protocol.md). Send `setup` with a token first.
+#[utoipa::path(get, path = "/ws", tag = "websocket",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a valid upgrade request (no Sec-WebSocket-Key, not HTTP/1.1)", body = Problem),
+        (status = 426, description = "Not a WebSocket upgrade, or a version other than 13", body = Problem),
+        (status = 503, description = "The edge is starting, still reading the channel topics, or shutting down", body = Problem),
+    ))]
 async fn ws_all(State(slot): State<EdgeSlot>, req: Request) -> Response {
     upgrade(&slot, req, None)
 }
 
+/// A WebSocket connection for one topic, subscribed right after `setup` (or resumed, with the
+/// setup's `resume`).
+#[utoipa::path(get, path = "/ws/sub/{topic}", tag = "websocket",
+    params(("topic" = String, Path, description = "A channel this edge serves", example = "vip")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a valid upgrade request", body = Problem),
+        (status = 426, description = "Not a WebSocket upgrade, or a version other than 13", body = Problem),
+        (status = 503, description = "The edge is not serving yet, or shutting down", body = Problem),
+    ))]
 async fn ws_one(State(slot): State<EdgeSlot>, Path(topic): Path<String>, req: Request) -> Response {
     upgrade(&slot, req, Some(topic))
 }
@@ -86,7 +104,14 @@ fn upgrade(slot: &EdgeSlot, mut req: Request, topic: Option<String>) -> Response
     response
 }
 
-/// Demo mode only: a token per channel this edge serves, and the instruments.
+/// Demo mode only (`--demo`): a one-hour client token per channel this edge serves, and the
+/// instruments (for the trading UI at `/`).
+#[utoipa::path(get, path = "/demo/session", tag = "demo",
+    responses(
+        (status = 200, description = "A token per channel, and the instruments", body = super::bodies::DemoSession),
+        (status = 404, description = "Demo mode is off", body = Problem),
+        (status = 503, description = "The edge is starting", body = Problem),
+    ))]
 async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
     let edge = match started(&slot) {
         Ok(edge) => edge,
@@ -100,67 +125,61 @@ async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
         );
     };
     let channels: Vec<String> = edge.hub.topics.keys().cloned().collect();
-    let mut body = signer.session(&edge.rules.load(), &channels);
-    if let Some(list) = body["channels"].as_array_mut() {
-        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    }
+    let body = signer.session(&edge.rules.load(), &channels);
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
+/// This edge's connections, subscriptions and, per topic, subscribers and positions.
+#[utoipa::path(get, path = "/stats", tag = "operations",
+    responses(
+        (status = 200, description = "Connections, subscriptions and per-topic positions", body = Stats),
+        (status = 503, description = "The edge is starting", body = Problem),
+    ))]
 async fn stats(State(slot): State<EdgeSlot>) -> Response {
     match started(&slot) {
-        Ok(edge) => Json(stats_json(&edge)).into_response(),
+        Ok(edge) => Json(stats_body(&edge)).into_response(),
         Err(r) => *r,
     }
 }
 
-fn stats_json(edge: &Edge) -> serde_json::Value {
-    let mut topics: Vec<serde_json::Value> = edge
+fn stats_body(edge: &Edge) -> Stats {
+    let mut topics: Vec<TopicStats> = edge
         .hub
         .topics
         .values()
-        .map(|t| {
-            let ends: serde_json::Map<String, serde_json::Value> = t
+        .map(|t| TopicStats {
+            topic: t.channel.clone(),
+            kafka_topic: t.kafka_topic.clone(),
+            partitions: t.partitions.len(),
+            subscribers: t.subscriber_count(),
+            last_seq_no: t
                 .partitions
                 .iter()
                 .enumerate()
-                .map(|(p, log)| (p.to_string(), json!(log.next() - 1)))
-                .collect();
-            json!({
-                "topic": t.channel,
-                "kafkaTopic": t.kafka_topic,
-                "partitions": t.partitions.len(),
-                "subscribers": t.subscriber_count(),
-                "lastSeqNo": ends,
-            })
+                .map(|(p, log)| (p.to_string(), log.next() - 1))
+                .collect(),
         })
         .collect();
-    topics.sort_by(|a, b| a["topic"].as_str().cmp(&b["topic"].as_str()));
+    topics.sort_by(|a, b| a.topic.cmp(&b.topic));
     let s = &edge.stats;
-    json!({
-        "node": edge.node_id,
-        "connections": s.connections(),
-        "subscriptions": s.subscriptions.load(Ordering::Relaxed),
-        "topics": topics,
-        "messagesIn": s.messages_in.load(Ordering::Relaxed),
-        "messagesOut": s.messages_out.load(Ordering::Relaxed),
-        "recordsIn": edge.hub.records_in.load(Ordering::Relaxed),
-        "ready": edge.ready(),
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    #[serde(rename = "messageId")]
-    message_id: String,
-    payload: Box<RawValue>,
-    #[serde(default)]
-    topic: Option<String>,
+    Stats {
+        node: edge.node_id.clone(),
+        connections: s.connections(),
+        subscriptions: s.subscriptions.load(Ordering::Relaxed),
+        topics,
+        messages_in: s.messages_in.load(Ordering::Relaxed),
+        messages_out: s.messages_out.load(Ordering::Relaxed),
+        records_in: edge.hub.records_in.load(Ordering::Relaxed),
+        ready: edge.ready(),
+    }
 }
 
 fn problem(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"code": code, "message": message}))).into_response()
+    let body = Problem {
+        code: code.to_string(),
+        message: message.to_string(),
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Who is publishing: an API key (`X-Api-Key` or `Authorization: Bearer <key>`) or a JWT with
@@ -206,6 +225,21 @@ fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> 
     }
 }
 
+/// Publishes one raw price for backends: with an API key (`X-Api-Key`, or
+/// `Authorization: Bearer <key>`) or a JWT with the publish right (`Authorization: Bearer`).
+/// Validated like the feed, deduplicated per publisher by `messageId`, answered after Kafka
+/// acknowledged the write.
+#[utoipa::path(post, path = "/publish", tag = "publish",
+    request_body = PublishRequest,
+    params(("X-Api-Key" = Option<String>, Header, description = "An API key from PRICEFEED_API_KEYS")),
+    responses(
+        (status = 200, description = "Written (`ok`) or already written (`duplicate`)", body = PublishAck),
+        (status = 400, description = "Not a valid request or raw price (`bad_request`, `unknown_topic`)", body = Problem),
+        (status = 401, description = "No or an unknown API key or token", body = Problem),
+        (status = 403, description = "A token without the publish right", body = Problem),
+        (status = 413, description = "Larger than max_frame_bytes", body = Problem),
+        (status = 503, description = "Kafka did not acknowledge (`publish_failed`), or the edge is starting", body = Problem),
+    ))]
 async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) -> Response {
     let edge = match started(&slot) {
         Ok(e) => e,
@@ -222,7 +256,7 @@ async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) 
             &format!("the limit is {} bytes", edge.settings.max_frame_bytes),
         );
     }
-    let req: PublishBody = match serde_json::from_slice(&body) {
+    let req: PublishRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return problem(
@@ -252,9 +286,11 @@ async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) 
         .publish(&who, &req.message_id, req.payload.get().as_bytes())
         .await
     {
-        Ok(status) => {
-            Json(json!({"messageId": req.message_id, "status": status.as_str()})).into_response()
-        }
+        Ok(status) => Json(PublishAck {
+            message_id: req.message_id,
+            status: status.as_str(),
+        })
+        .into_response(),
         Err(PublishError::Invalid(why)) => problem(StatusCode::BAD_REQUEST, "bad_request", &why),
         Err(e) => problem(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@
 //! publishing ([`publish`]). The wire format is in [`protocol`] and docs/protocol.md.
 
 pub mod auth;
+pub mod bodies;
 pub mod demo;
 pub mod http;
 pub mod hub;

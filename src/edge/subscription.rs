@@ -244,6 +244,24 @@ impl Subscription {
                         let max_lag = ctx.blocked.then_some(ctx.max_lag);
                         match log.read(cursor.next, filter, max_lag, budget, &mut push) {
                             ReadOutcome::Advanced(n) => cursor.next = n,
+                            ReadOutcome::BeforeMemory if !ctx.blocked => {
+                                // Memory turned over faster than this session pulled, but the
+                                // client is not pushing back: a burst is not its fault, so
+                                // nothing is skipped; the records come from Kafka.
+                                let rx = ctx.replay.start(
+                                    ctx.hub.clone(),
+                                    topic.clone(),
+                                    p,
+                                    cursor.next,
+                                    ctx.waker.clone(),
+                                );
+                                cursor.mode = Mode::Kafka {
+                                    rx,
+                                    target: log.next(),
+                                    retargets: 0,
+                                };
+                                continue;
+                            }
                             ReadOutcome::Lagged | ReadOutcome::BeforeMemory => {
                                 if self.policy == SlowClientPolicy::Close {
                                     return Err(Trouble::SlowConsumer);

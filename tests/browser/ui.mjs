@@ -2,7 +2,8 @@
 // and checks what a user would: both channels show live prices that update; retail quotes wider
 // than vip for the same source price on every symbol both carry; after the connection is cut the
 // panels resume with no seqNo gap (by the client library's own gap detection) and the missed
-// prices replayed. Saves a screenshot. Exits non-zero with the reason on any failure.
+// prices replayed; and the /docs playground's setup/subscribe flow logs ready, subscribed and
+// prices. Saves screenshots. Exits non-zero with the reason on any failure.
 //
 // Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
 
@@ -124,6 +125,31 @@ try {
   mkdirSync(dirname(shot), { recursive: true });
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
+
+  // 4. The playground: a demo token, /ws, setup, subscribe: the log shows ready, subscribed and
+  // prices; the HTTP API reference is rendered from /openapi.json.
+  const docs = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  docs.on("pageerror", (e) => failures.push(`docs page error: ${e.message}`));
+  await docs.goto(base + "/docs");
+  await docs.waitForFunction(() => document.querySelectorAll("#demo-token option").length > 1, null, { timeout: 10_000 });
+  await docs.selectOption("#demo-token", { label: "demo token for vip" });
+  await docs.selectOption("#endpoint", "/ws");
+  await docs.click("#connect");
+  await docs.waitForSelector("#conn-state.open", { timeout: 10_000 });
+  await docs.click('form[data-type="setup"] button');
+  await docs.waitForSelector('#log li[data-dir="in"][data-type="ready"]', { timeout: 10_000 });
+  await docs.fill('form[data-type="subscribe"] input[name="topic"]', "vip");
+  await docs.click('form[data-type="subscribe"] button');
+  for (const type of ["subscribed", "snapshot", "message"]) {
+    await docs.waitForSelector(`#log li[data-dir="in"][data-type="${type}"]`, { timeout: 15_000 });
+  }
+  const sent = await docs.$$eval('#log li[data-dir="out"]', (lis) => lis.map((l) => l.dataset.type));
+  check(sent.includes("setup") && sent.includes("subscribe"), `playground: sent ${sent.join(", ")}; received ready, subscribed, snapshot, message`);
+  await docs.click('form[data-type="raw"] button'); // empty text: the edge answers bad_request
+  await docs.waitForSelector('#log li[data-dir="in"][data-type="error"]', { timeout: 10_000 });
+  const ops = await docs.$$eval(".op", (els) => els.map((e) => e.dataset.path));
+  check(ops.includes("/publish") && ops.includes("/ws/sub/{topic}"), `playground: the HTTP API lists ${ops.length} operations`);
+  await docs.screenshot({ path: shot.replace(/\.png$/, "-docs.png"), fullPage: false });
   check(failures.length === 0, `no page or console errors ${failures.length ? failures.join("; ") : ""}`);
 } finally {
   await browser.close();
