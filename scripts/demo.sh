@@ -5,7 +5,9 @@
 # A random token secret and publish API key are made for the demo (kept in .run/demo.env).
 #
 # Settings (environment): PRICEFEED_DEMO_BROKER_PORT (9092), PRICEFEED_HTTP_ADDR
-# (127.0.0.1:8080), PRICEFEED_DEMO_RATE (records/s, 200), PRICEFEED_CONFIG (channels.toml).
+# (127.0.0.1:8080), PRICEFEED_DEMO_RATE (records/s, 200), PRICEFEED_CONFIG (channels.toml),
+# PRICEFEED_DEMO_RUN_DIR (.run), PRICEFEED_BIN (a pricefeed binary to use instead of building
+# one; the browser test runs this script with the binary cargo test built).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +16,7 @@ port="${PRICEFEED_DEMO_BROKER_PORT:-9092}"
 http="${PRICEFEED_HTTP_ADDR:-127.0.0.1:8080}"
 rate="${PRICEFEED_DEMO_RATE:-200}"
 config="${PRICEFEED_CONFIG:-channels.toml}"
-run_dir="$root/.run"
+run_dir="${PRICEFEED_DEMO_RUN_DIR:-$root/.run}"
 mkdir -p "$run_dir"
 
 if ! command -v cargo >/dev/null; then
@@ -22,9 +24,13 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 tansu="$(scripts/install-broker.sh)"
-echo "demo: building pricefeed (release)…"
-cargo build --release --locked --quiet
-bin="$root/target/release/pricefeed"
+if [ -n "${PRICEFEED_BIN:-}" ]; then
+  bin="$PRICEFEED_BIN"
+else
+  echo "demo: building pricefeed (release)…"
+  cargo build --release --locked --quiet
+  bin="$root/target/release/pricefeed"
+fi
 "$bin" check-config "$config"
 
 pids=()
@@ -69,7 +75,8 @@ export PRICEFEED_KAFKA_OPTIONS="${PRICEFEED_KAFKA_OPTIONS:-consumer.session.time
 # --demo: /demo/session hands out client tokens, so the trading UI at / works without a login.
 "$bin" run --demo --http-addr "$http" >"$run_dir/pricefeed.log" 2>&1 &
 pids+=($!)
-"$bin" simulate --rate "$rate" --malformed-ratio 0.002 >"$run_dir/simulate.log" 2>&1 &
+# The simulator serves no HTTP here: PRICEFEED_HTTP_ADDR (if the caller set it) is pricefeed's.
+env -u PRICEFEED_HTTP_ADDR "$bin" simulate --rate "$rate" --malformed-ratio 0.002 >"$run_dir/simulate.log" 2>&1 &
 pids+=($!)
 
 echo "demo: waiting for the transform workers and the edge to be ready…"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the browser tests (tests/browser_ui.rs) need, when it is missing: Debian's
-# Chromium, and tests/browser's npm packages (playwright-core and an OpenAPI validator, pinned by
-# package-lock.json).
+# Installs what the JavaScript side of the tests (tests/browser/: the browser test, the OpenAPI
+# validator, the docker/ checks) needs, when it is missing: Debian's Chromium, and tests/browser's
+# npm packages, pinned by package-lock.json.
 # Browsers are never downloaded by test tools; Playwright drives the system Chromium.
 set -euo pipefail
 
@@ -24,7 +24,8 @@ if ! command -v node >/dev/null; then
   echo "install-browser: Node.js 20 or later is needed for the browser tests" >&2
   exit 1
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/@apidevtools/swagger-parser ]; then
+# npm ls fails when a dependency of package-lock.json is missing or at another version.
+if ! (cd tests/browser && npm ls --all >/dev/null 2>&1); then
   echo "install-browser: npm ci in tests/browser" >&2
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi

@@ -95,6 +95,7 @@ fn openapi_is_valid_and_lists_exactly_the_served_routes() {
         ("/openapi.json", "get"),
         ("/", "get"),
         ("/docs", "get"),
+        ("/dashboard", "get"),
         ("/client.js", "get"),
         ("/ui/{file}", "get"),
     ] {

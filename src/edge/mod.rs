@@ -271,6 +271,12 @@ pub async fn start(
         closer.shutdown.cancelled().await;
         closer.sessions.close_all();
     });
+    let (probe_kafka, probe_edge, probe_shutdown) =
+        (opts.kafka.clone(), edge.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("edge-probe".into())
+        .spawn(move || reader::probe_loop(&probe_kafka, probe_edge, probe_shutdown))
+        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the probe: {e}")))?;
     let reader_edge = edge.clone();
     let reader_shutdown = shutdown.clone();
     std::thread::Builder::new()

@@ -124,7 +124,6 @@ pub fn run(
     shutdown: CancellationToken,
 ) {
     let hub = edge.hub.clone();
-    let mut last_probe = Instant::now();
     let by_topic: FxHashMap<String, Arc<TopicLog>> = hub
         .topics
         .values()
@@ -227,16 +226,32 @@ pub fn run(
         for t in touched.drain(..) {
             t.wake();
         }
-        if last_probe.elapsed() >= PROBE_INTERVAL {
-            last_probe = Instant::now();
-            probe(&consumer, &hub, &edge.kafka_error);
-        }
     }
     let _ = consumer.unassign();
 }
 
-/// How often the reader checks that Kafka answers.
+/// How often the edge checks that Kafka answers.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Checks every [`PROBE_INTERVAL`] that Kafka answers (for `/readyz`), with a client of its own
+/// on its own thread: a slow answer (a metadata request can block for seconds) must never hold
+/// the reader, or every session would stall with it.
+pub fn probe_loop(settings: &KafkaSettings, edge: Arc<super::Edge>, shutdown: CancellationToken) {
+    let client = match settings.reader() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("no Kafka probe for /readyz: {e}");
+            return;
+        }
+    };
+    while !shutdown.is_cancelled() {
+        let next = Instant::now() + PROBE_INTERVAL;
+        probe(&client, &edge.hub, &edge.kafka_error);
+        while Instant::now() < next && !shutdown.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
 
 fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
     for topic in hub.topics.values() {

@@ -70,6 +70,7 @@ class Panel {
           .map((c) => `<option ${c.name === channel ? "selected" : ""}>${c.name}</option>`)
           .join("")}</select>
         <span class="state idle">idle</span>
+        <button class="drop" title="Drop the connection for 2 s; the panel resumes from its last seqNo">drop 2 s</button>
         <span class="counters"></span>
       </div>
       <table>
@@ -77,6 +78,7 @@ class Panel {
         <tbody></tbody>
       </table>`;
     this.el.querySelector("select").addEventListener("change", (e) => this.onChange(this, e.target.value));
+    this.el.querySelector(".drop").addEventListener("click", () => this.socket.interrupt(2000));
     this.badge = this.el.querySelector(".state");
     this.counters = this.el.querySelector(".counters");
     const tbody = this.el.querySelector("tbody");
