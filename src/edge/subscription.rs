@@ -69,6 +69,30 @@ impl<'a> PullContext<'a> {
             blocked,
         }
     }
+
+    /// A cursor mode that takes `partition` from Kafka, starting at `from`, until memory reaches
+    /// back to it; then catching up to `target` (with the retargets used so far).
+    fn replay_from_kafka(
+        &self,
+        topic: &Arc<TopicLog>,
+        partition: usize,
+        from: i64,
+        target: i64,
+        retargets: u8,
+    ) -> Mode {
+        let rx = self.replay.start(
+            self.hub.clone(),
+            topic.clone(),
+            partition,
+            from,
+            self.waker.clone(),
+        );
+        Mode::Kafka {
+            rx,
+            target,
+            retargets,
+        }
+    }
 }
 
 pub struct Subscription {
@@ -188,20 +212,9 @@ impl Subscription {
                             },
                         }
                     } else {
-                        let rx = ctx.replay.start(
-                            ctx.hub.clone(),
-                            topic.clone(),
-                            p,
-                            start,
-                            ctx.waker.clone(),
-                        );
                         Cursor {
                             next: start,
-                            mode: Mode::Kafka {
-                                rx,
-                                target: next,
-                                retargets: 0,
-                            },
+                            mode: ctx.replay_from_kafka(&topic, p, start, next, 0),
                         }
                     }
                 }
@@ -248,18 +261,8 @@ impl Subscription {
                                 // Memory turned over faster than this session pulled, but the
                                 // client is not pushing back: a burst is not its fault, so
                                 // nothing is skipped; the records come from Kafka.
-                                let rx = ctx.replay.start(
-                                    ctx.hub.clone(),
-                                    topic.clone(),
-                                    p,
-                                    cursor.next,
-                                    ctx.waker.clone(),
-                                );
-                                cursor.mode = Mode::Kafka {
-                                    rx,
-                                    target: log.next(),
-                                    retargets: 0,
-                                };
+                                cursor.mode =
+                                    ctx.replay_from_kafka(&topic, p, cursor.next, log.next(), 0);
                                 continue;
                             }
                             ReadOutcome::Lagged | ReadOutcome::BeforeMemory => {
@@ -303,18 +306,13 @@ impl Subscription {
                             }
                             ReadOutcome::BeforeMemory => {
                                 // The client read slower than memory turned over: go to Kafka.
-                                let rx = ctx.replay.start(
-                                    ctx.hub.clone(),
-                                    topic.clone(),
+                                cursor.mode = ctx.replay_from_kafka(
+                                    &topic,
                                     p,
                                     cursor.next,
-                                    ctx.waker.clone(),
-                                );
-                                cursor.mode = Mode::Kafka {
-                                    rx,
                                     target,
                                     retargets,
-                                };
+                                );
                             }
                             ReadOutcome::Lagged => unreachable!("no lag limit while catching up"),
                         }
