@@ -135,7 +135,12 @@ try {
       statsBefore,
       { timeout: 30_000 },
     );
-    await page.waitForTimeout(2000);
+    // Live again: prices arrive after the resume (the local broker may pause for seconds).
+    await page.waitForFunction(
+      (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.messages > prev[i].messages),
+      statsBefore,
+      { timeout: 30_000 },
+    );
     const statsAfter = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ channel: p.channel, ...p.socket.stats })));
     for (const [i, s] of statsAfter.entries()) {
       check(s.reconnects > statsBefore[i].reconnects, `${s.channel}: reconnected (drop ${attempt})`);
@@ -185,6 +190,16 @@ try {
   dash.on("pageerror", (e) => failures.push(`dashboard page error: ${e.message}`));
   await dash.goto(base + "/dashboard");
   await dash.waitForFunction(() => window.pricefeedDashboard?.scrapes >= 3, null, { timeout: 20_000 });
+  // A 2 s interval with no price on a channel happens when the local broker pauses: wait for one
+  // where both channels delivered.
+  await dash.waitForFunction(
+    () => {
+      const d = window.pricefeedDashboard.charts.delivered.series;
+      return ["vip", "retail"].every((c) => (d.get(c)?.at(-1) ?? 0) > 0);
+    },
+    null,
+    { timeout: 30_000 },
+  );
   const last = await dash.evaluate(() =>
     Object.fromEntries(
       Object.entries(window.pricefeedDashboard.charts).map(([k, c]) => [
