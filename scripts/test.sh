@@ -2,7 +2,7 @@
 # Runs every check CI runs: formatting, clippy, and all tests (unit, property, doc, the
 # integration tests that start their own throwaway Kafka broker on a free port, and the browser
 # test of the trading UI in headless Chromium). Installs the pinned broker, Chromium and
-# playwright-core first when they are missing.
+# playwright-core first when they are missing, and k6 for the load-test smoke run.
 # Extra arguments go to `cargo test`, e.g. scripts/test.sh --test exactly_once_kill.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/install-broker.sh >/dev/null
 scripts/install-browser.sh
+loadtest/install-k6.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs the k6 load tests against a running pricefeed stack (the demo by default:
+# scripts/demo.sh), with the pinned k6 (installed into .tools/ on first use).
+#
+#   loadtest/run.sh [--demo] [--smoke] [fanout|connect-storm|resume-storm|all ...]
+#
+#   --demo    start scripts/demo.sh first (on PRICEFEED_HTTP_ADDR, default 127.0.0.1:8080) and
+#             stop it at the end: the one command for a fresh clone
+#   --smoke   small sizes (what CI runs); without it, the sizes below
+#
+# Sizes and targets come from the environment, e.g. FANOUT_VUS=500 DURATION=60s P99_MS=250:
+#   fanout         FANOUT_VUS (smoke 20, full 300), DURATION (10s / 60s), P99_MS (unset: no
+#                  latency threshold)
+#   connect-storm  STORM_VUS (100 / 2000), WINDOW seconds (3 / 10), HOLD seconds (3 / 5)
+#   resume-storm   RESUME_VUS (20 / 300), DROP_AT (5 / 10), AWAY (2 / 3), END (10 / 20) seconds
+# Other settings: PRICEFEED_URL (default http://$PRICEFEED_HTTP_ADDR), CHANNELS, JWT_SECRET (see
+# loadtest/k6/lib.js). Each run prints k6's end-of-test summary, with the custom metrics, and
+# writes it as JSON to target/loadtest/<name>.json. Exit status: 0 when every threshold held.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+demo=0
+smoke=0
+tests=()
+for a in "$@"; do
+  case "$a" in
+    --demo) demo=1 ;;
+    --smoke) smoke=1 ;;
+    fanout | connect-storm | resume-storm) tests+=("$a") ;;
+    all) tests+=(fanout connect-storm resume-storm) ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "loadtest: unknown argument $a (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#tests[@]} -gt 0 ] || tests=(fanout connect-storm resume-storm)
+
+k6="$(loadtest/install-k6.sh)"
+http="${PRICEFEED_HTTP_ADDR:-127.0.0.1:8080}"
+url="${PRICEFEED_URL:-http://$http}"
+out="$root/target/loadtest"
+mkdir -p "$out"
+
+ready() { curl -sf --max-time 2 "$url/readyz" >/dev/null 2>&1; }
+
+if [ "$demo" = 1 ]; then
+  if ready; then
+    echo "loadtest: something already answers at $url; stop it or drop --demo" >&2
+    exit 1
+  fi
+  # Its own process group, so that stopping it stops the broker, pricefeed and the simulator.
+  setsid scripts/demo.sh >"$out/demo.out" 2>&1 &
+  demo_pid=$!
+  stop_demo() {
+    kill -TERM -- "-$demo_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$demo_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$demo_pid" 2>/dev/null || true
+  }
+  trap stop_demo EXIT INT TERM
+  echo "loadtest: starting the demo (log: $out/demo.out)"
+fi
+for _ in $(seq 1 600); do
+  ready && break
+  if [ "$demo" = 1 ] && ! kill -0 "$demo_pid" 2>/dev/null; then
+    echo "loadtest: the demo stopped:" >&2
+    tail -20 "$out/demo.out" >&2
+    exit 1
+  fi
+  [ "$demo" = 1 ] || break
+  sleep 0.2
+done
+if ! ready; then
+  echo "loadtest: nothing ready at $url/readyz; start the stack (scripts/demo.sh) or pass --demo" >&2
+  exit 1
+fi
+
+size() { if [ "$smoke" = 1 ]; then echo "$1"; else echo "$2"; fi; }
+failed=()
+for t in "${tests[@]}"; do
+  case "$t" in
+    fanout)
+      envs=(-e "VUS=${FANOUT_VUS:-$(size 20 300)}" -e "DURATION=${DURATION:-$(size 10s 60s)}") ;;
+    connect-storm)
+      envs=(-e "VUS=${STORM_VUS:-$(size 100 2000)}" -e "WINDOW=${WINDOW:-$(size 3 10)}" -e "HOLD=${HOLD:-$(size 3 5)}") ;;
+    resume-storm)
+      envs=(-e "VUS=${RESUME_VUS:-$(size 20 300)}" -e "DROP_AT=${DROP_AT:-$(size 5 10)}" -e "AWAY=${AWAY:-$(size 2 3)}" -e "END=${END:-$(size 10 20)}") ;;
+  esac
+  echo "loadtest: $t against $url (${envs[*]})"
+  if "$k6" run --quiet --no-usage-report -e "PRICEFEED_URL=$url" "${envs[@]}" \
+      --summary-export "$out/$t.json" "loadtest/k6/$t.js"; then
+    echo "loadtest: $t passed"
+  else
+    echo "loadtest: $t FAILED (a threshold did not hold, or k6 could not run it)" >&2
+    failed+=("$t")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "loadtest: failed: ${failed[*]}" >&2
+  exit 1
+fi
+echo "loadtest: all passed (${tests[*]})"
