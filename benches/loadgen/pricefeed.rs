@@ -1,0 +1,166 @@
+//! pricefeed's side of a benchmark: a `pricefeed edge` process on a throwaway broker, a client
+//! token, and the generator that writes channel records into Kafka at a fixed rate.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pricefeed::edge::auth::{Claims, sign_hs256};
+use pricefeed::kafka::KafkaSettings;
+use rdkafka::config::FromClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::client::price_data;
+use super::{free_port, http_get, now_us};
+
+pub const SECRET: &str = "fanout-bench-secret-0123456789abcdefgh";
+pub const PARTITIONS: i32 = 3;
+/// The channel; its topic is `bench.bench`.
+pub const CHANNEL: &str = "bench";
+pub const SYMBOLS: [&str; 10] = [
+    "EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "USDCAD", "NZDUSD", "EURGBP", "EURJPY",
+    "XAUUSD",
+];
+
+/// `channels.toml` for the edge: one channel, `symbols` instruments.
+pub fn config(symbols: &[String]) -> String {
+    let mut s = format!(
+        "[kafka]\nraw_topic = \"bench.raw\"\nchannel_topic_prefix = \"bench.\"\n\
+         dead_letter_topic = \"bench.dlq\"\npartitions = {PARTITIONS}\n\n\
+         [edge]\nmax_connections = 60000\nheartbeat_ms = 60000\nsetup_timeout_ms = 60000\n\n"
+    );
+    for sym in symbols {
+        s.push_str(&format!(
+            "[instruments.{sym}]\ntick = \"0.00001\"\npip = \"0.0001\"\nprecision = 5\n\n"
+        ));
+    }
+    s.push_str("[channels.bench]\nmarkup = { unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }\n");
+    s
+}
+
+/// `BENCH_KAFKA_OPTIONS` (`key=value,…`) as Kafka settings for the generator and the edge.
+pub fn kafka_settings(brokers: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.to_string(),
+        options: std::env::var("BENCH_KAFKA_OPTIONS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+pub fn token() -> String {
+    sign_hs256(
+        &Claims {
+            sub: "bench".into(),
+            channels: vec![CHANNEL.into()],
+            symbols: None,
+            publish: false,
+            exp: (now_us() / 1_000_000) + 3600,
+            iss: None,
+            aud: None,
+        },
+        SECRET.as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A running `pricefeed edge`, killed on drop.
+pub struct Edge {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `pricefeed edge` (the release binary cargo bench built) and waits until it is ready.
+pub fn start_edge(brokers: &str, config: &Path, log: &Path) -> Edge {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pricefeed"))
+        .args(["--config"])
+        .arg(config)
+        .args(["--brokers", brokers, "edge"])
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .env("PRICEFEED_JWT_SECRET", SECRET)
+        .env(
+            "PRICEFEED_KAFKA_OPTIONS",
+            std::env::var("BENCH_KAFKA_OPTIONS").unwrap_or_default(),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn pricefeed edge");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz") != "ready\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the edge did not become ready; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Edge { child, port }
+}
+
+/// Writes channel records straight into `topic` at `rate` per second until `stop`, on its own
+/// thread; each symbol keeps its partition. Returns the count.
+pub fn generator(
+    settings: KafkaSettings,
+    topic: String,
+    symbols: Vec<String>,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let producer: BaseProducer =
+            BaseProducer::from_config(&settings.producer_config()).unwrap();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+            while sent < due {
+                let i = sent as usize % symbols.len();
+                let sym = &symbols[i];
+                let value = price_data(sent, sym);
+                let p = i as i32 % PARTITIONS;
+                let mut r = BaseRecord::to(&topic).partition(p).key(sym).payload(&value);
+                loop {
+                    match producer.send(r) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            producer.poll(Duration::from_millis(1));
+                            r = back;
+                        }
+                    }
+                }
+                sent += 1;
+            }
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let _ = producer.flush(Duration::from_secs(10));
+        sent
+    })
+}
+
+/// `n` instrument symbols: the ten majors, then `SYM010`, `SYM011`, ….
+pub fn symbols(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            SYMBOLS
+                .get(i)
+                .map_or_else(|| format!("SYM{i:03}"), |s| s.to_string())
+        })
+        .collect()
+}
