@@ -33,6 +33,8 @@ struct Args {
     rates: Vec<u64>,
     seconds: u64,
     symbols: usize,
+    /// Raw prices through a transform worker, rather than channel records straight to the edge.
+    raw: bool,
 }
 
 fn args() -> Args {
@@ -42,6 +44,7 @@ fn args() -> Args {
         rates: vec![200, 1000, 2000, 3000, 4000],
         seconds: 8,
         symbols: 10,
+        raw: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -59,6 +62,11 @@ fn args() -> Args {
             }
             "--seconds" => a.seconds = v.parse().unwrap(),
             "--symbols" => a.symbols = v.parse().unwrap(),
+            "--raw" => {
+                a.raw = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -176,6 +184,7 @@ fn main() {
     std::fs::write(&cfg, pf::config(&symbols)).unwrap();
     let settings: KafkaSettings = pf::kafka_settings(&broker.addr);
     let topic = format!("bench.{}", pf::CHANNEL);
+    let raw_topic = "bench.raw".to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -183,7 +192,7 @@ fn main() {
         .unwrap();
     rt.block_on(pricefeed::kafka::ensure_topics(
         &settings,
-        std::slice::from_ref(&topic),
+        &[topic.clone(), raw_topic.clone(), "bench.dlq".into()],
         PARTITIONS,
         1,
     ))
@@ -200,7 +209,8 @@ fn main() {
         let pid = edge.child.id();
         std::thread::sleep(Duration::from_secs(1));
         let (_, rss_before) = proc_stats(pid);
-        let (counters, handles) = start_clients(&rt, edge.port, a.idle, u64::MAX);
+        let idle = loadgen::connection_cap(a.idle);
+        let (counters, handles) = start_clients(&rt, edge.port, idle, u64::MAX);
         std::thread::sleep(Duration::from_secs(2));
         let (_, rss_after) = proc_stats(pid);
         let n = counters.subscribed.load(Ordering::Relaxed);
@@ -222,9 +232,18 @@ fn main() {
     // Phase 2: fan-out to `clients` clients at each offered rate.
     let edge = pf::start_edge(&broker.addr, &cfg, &dir.path().join("edge-fanout.log"));
     let pid = edge.child.id();
+    let _transform = a
+        .raw
+        .then(|| pf::start_transform(&broker.addr, &cfg, &dir.path().join("transform.log")));
     println!(
-        "fan-out: {} clients on one channel, {} s per rate, latency = record timestamp → client read",
-        a.clients, a.seconds
+        "fan-out: {} clients on one channel, {} s per rate, latency = {} record's send time → client read",
+        a.clients,
+        a.seconds,
+        if a.raw {
+            "raw (through a transform worker)"
+        } else {
+            "channel"
+        }
     );
     println!(
         "| offered records/s | offered frames/s | delivered frames/s | p50 ms | p99 ms | max ms | in the edge p50 / p99 ms | gaps | conflated | edge CPU (cores) | clients + generator CPU (cores) |"
@@ -239,12 +258,21 @@ fn main() {
         let probe = broker_probe(settings.clone(), topic.clone(), gen_stop.clone());
         let gen_handle = pf::generator(
             settings.clone(),
-            topic.clone(),
+            if a.raw {
+                raw_topic.clone()
+            } else {
+                topic.clone()
+            },
             symbols.clone(),
             *rate,
+            a.raw,
             gen_stop.clone(),
         );
-        // Warm up, then measure.
+        // Until prices flow (a transform worker first joins its group), then a warm-up.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !counters.seen.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         std::thread::sleep(Duration::from_secs(2));
         counters.recording.store(true, Ordering::Relaxed);
         let f0 = counters.frames.load(Ordering::Relaxed);

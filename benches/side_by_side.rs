@@ -12,7 +12,7 @@
 //! (HDR histogram), seqNo gaps, server CPU. Then a table with the ratios.
 //!
 //! Run: `loadtest/side-by-side.sh` (installs the npm packages, then `cargo bench --bench
-//! side_by_side -- --clients 1000 --idle 10000 --rates 200,1000,3000 --seconds 6`). Results go
+//! side_by_side -- --clients 1000 --idle 10000 --rates 50,200,1000,3000 --seconds 6`). Results go
 //! to docs/benchmarks.md.
 
 #[path = "../tests/common/broker.rs"]
@@ -43,7 +43,7 @@ fn args() -> Args {
     let mut a = Args {
         clients: 1000,
         idle: 10_000,
-        rates: vec![200, 1000, 3000],
+        rates: vec![50, 200, 1000, 3000],
         seconds: 6,
         only: vec!["pricefeed".into(), "socketio".into(), "ws".into()],
     };
@@ -75,7 +75,7 @@ struct Server {
 }
 
 enum Process {
-    Edge(pf::Edge),
+    Edge(pf::Node),
     Node(Child),
 }
 
@@ -220,6 +220,8 @@ struct Row {
     latency: Option<Latency>,
     gaps: u64,
     cpu: f64,
+    /// The load clients and the generator (this process).
+    clients_cpu: f64,
 }
 
 fn main() {
@@ -268,7 +270,8 @@ fn main() {
             let server = start(which, &kafka);
             std::thread::sleep(Duration::from_secs(1));
             let (_, before) = proc_stats(server.pid());
-            let (counters, handles) = clients(&rt, &server, a.idle, u64::MAX);
+            let (counters, handles) =
+                clients(&rt, &server, loadgen::connection_cap(a.idle), u64::MAX);
             std::thread::sleep(Duration::from_secs(2));
             let (_, after) = proc_stats(server.pid());
             let n = counters.subscribed.load(Ordering::Relaxed);
@@ -293,6 +296,7 @@ fn main() {
                     kafka.topic.clone(),
                     symbols.clone(),
                     rate,
+                    false,
                     feed_stop.clone(),
                 )),
                 target => Feed::WebSocket(rt.spawn(loadgen::client::publish(
@@ -308,10 +312,12 @@ fn main() {
             counters.recording.store(true, Ordering::Relaxed);
             let f0 = counters.frames.load(Ordering::Relaxed);
             let (cpu0, _) = proc_stats(server.pid());
+            let (own0, _) = proc_stats(std::process::id());
             let t0 = Instant::now();
             std::thread::sleep(Duration::from_secs(a.seconds));
             let f1 = counters.frames.load(Ordering::Relaxed);
             let (cpu1, _) = proc_stats(server.pid());
+            let (own1, _) = proc_stats(std::process::id());
             let secs = t0.elapsed().as_secs_f64();
             counters.recording.store(false, Ordering::Relaxed);
             feed_stop.store(true, Ordering::Relaxed);
@@ -326,6 +332,7 @@ fn main() {
                 latency: latency(samples),
                 gaps,
                 cpu: (cpu1 - cpu0) / secs,
+                clients_cpu: (own1 - own0) / secs,
             };
             println!(
                 "{name}: {rate} prices/s × {} clients: {:.0} frames/s delivered, latency p50 / p99 / max {} ms, {} gaps, server CPU {:.2} cores",
@@ -347,10 +354,10 @@ fn main() {
 fn report(a: &Args, idle: &[(String, f64)], rows: &[(String, Vec<Row>)]) {
     println!();
     println!(
-        "| offered prices/s (× {} clients = frames/s) | server | delivered frames/s | × pricefeed's | p50 / p99 / max ms | gaps | server CPU (cores) |",
+        "| offered prices/s (× {} clients = frames/s) | server | delivered frames/s | × pricefeed's | p50 / p99 / max ms | gaps | server CPU (cores) | clients CPU (cores) |",
         a.clients
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let base = rows.iter().find(|(n, _)| n.starts_with("pricefeed"));
     for (i, rate) in a.rates.iter().enumerate() {
         for (name, per_rate) in rows {
@@ -359,12 +366,13 @@ fn report(a: &Args, idle: &[(String, f64)], rows: &[(String, Vec<Row>)]) {
                 format!("{:.2}", r.delivered / b[i].delivered.max(1.0))
             });
             println!(
-                "| {rate} ({}) | {name} | {:.0} | {ratio} | {} | {} | {:.2} |",
+                "| {rate} ({}) | {name} | {:.0} | {ratio} | {} | {} | {:.2} | {:.2} |",
                 rate * a.clients as u64,
                 r.delivered,
                 cell(r.latency),
                 r.gaps,
-                r.cpu
+                r.cpu,
+                r.clients_cpu
             );
         }
     }

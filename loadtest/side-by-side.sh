@@ -5,7 +5,7 @@
 # `cargo bench --bench side_by_side` and prints a table of delivered frames/s, latency and RSS
 # per connection with the ratios (docs/benchmarks.md holds the run of record).
 #
-#   loadtest/side-by-side.sh [--clients 1000] [--idle 10000] [--rates 200,1000,3000]
+#   loadtest/side-by-side.sh [--clients 1000] [--idle 10000] [--rates 50,200,1000,3000]
 #                            [--seconds 6] [--only pricefeed,socketio,ws]
 set -euo pipefail
 

@@ -39,6 +39,8 @@ pub struct Counters {
     pub gaps: AtomicU64,
     pub connected: AtomicU64,
     pub subscribed: AtomicU64,
+    /// Set once any client has read a price (recording or not).
+    pub seen: AtomicBool,
     /// Counting (after a warm-up) or not.
     pub recording: AtomicBool,
     pub stop: AtomicBool,
@@ -76,13 +78,19 @@ pub async fn run(
             match op {
                 0x1 => match classify(&target, payload) {
                     Frame::Price(price) => {
+                        if !counters.seen.load(Ordering::Relaxed) {
+                            counters.seen.store(true, Ordering::Relaxed);
+                        }
                         if counters.recording.load(Ordering::Relaxed) {
-                            if price.starts_with(b"{\"type\":\"message\",\"conflated\"") {
+                            // A conflated frame skips records on purpose: not a gap.
+                            let conflated =
+                                price.starts_with(b"{\"type\":\"message\",\"conflated\"");
+                            if conflated {
                                 counters.conflated.fetch_add(1, Ordering::Relaxed);
                             }
                             if let Some((p, seq)) = partition_and_seq(price) {
                                 let p = p as usize % MAX_PARTITIONS;
-                                if last_seq[p] >= 0 && seq as i64 != last_seq[p] + 1 {
+                                if !conflated && last_seq[p] >= 0 && seq as i64 != last_seq[p] + 1 {
                                     counters.gaps.fetch_add(1, Ordering::Relaxed);
                                 }
                                 last_seq[p] = seq as i64;
@@ -279,9 +287,16 @@ fn digits(b: &[u8]) -> (u64, &[u8]) {
 
 /// The generator's `sent_us`, the price's last field: found from the end.
 pub fn sent_us(frame: &[u8]) -> Option<u64> {
-    let tail = &frame[frame.len().saturating_sub(48)..];
-    let at = tail.windows(10).rposition(|w| w == b"\"sent_us\":")? + 10;
-    let (v, _) = digits(&tail[at..]);
+    // `"sent_us":N` as the generator writes it, or `"id":"sent_us:N"` after the transform (which
+    // keeps a raw record's `id`).
+    let tail = &frame[frame.len().saturating_sub(64)..];
+    let at = tail.windows(7).rposition(|w| w == b"sent_us")? + 7;
+    let skip = tail[at..]
+        .iter()
+        .take(3)
+        .take_while(|c| !c.is_ascii_digit())
+        .count();
+    let (v, _) = digits(&tail[at + skip..]);
     Some(v)
 }
 
@@ -291,6 +306,18 @@ pub fn price_data(i: u64, symbol: &str) -> String {
     let us = now_us();
     format!(
         r#"{{"symbol":"{symbol}","bid":"1.{:05}","ask":"1.{:05}","ts":{},"stale":false,"sent_us":{us}}}"#,
+        10_000 + i % 50_000,
+        10_003 + i % 50_000,
+        us / 1000
+    )
+}
+
+/// The `i`-th raw price, as a feed writes it to the raw topic; its `id` carries the send time
+/// through the transform.
+pub fn raw_price(i: u64, symbol: &str) -> String {
+    let us = now_us();
+    format!(
+        r#"{{"symbol":"{symbol}","bid":"1.{:05}","ask":"1.{:05}","ts":{},"id":"sent_us:{us}"}}"#,
         10_000 + i % 50_000,
         10_003 + i % 50_000,
         us / 1000
@@ -320,7 +347,21 @@ pub async fn publish(
         Target::Ws => "/pub",
         Target::Pricefeed { .. } => unreachable!("pricefeed is fed through Kafka"),
     };
-    let (mut s, mut buf) = connect(port, path).await.expect("publisher connects");
+    // A server busy with a thousand handshakes can refuse or drop the first try.
+    let mut tries = 0;
+    let (mut s, mut buf) = loop {
+        match connect(port, path).await {
+            Ok(c) => break c,
+            Err(e) if tries >= 50 => {
+                eprintln!("the publisher could not connect: {e}");
+                return 0;
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     if let Target::SocketIo = target {
         send_text(&mut s, "40").await.unwrap();
     }

@@ -69,6 +69,28 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// How many connections one process here can hold: the open-files limit less room for the
+/// process's other files. Prints why when it is below `wanted`.
+pub fn connection_cap(wanted: usize) -> usize {
+    // SAFETY: plain libc call on a local struct.
+    let limit = unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur as usize
+    };
+    let cap = limit.saturating_sub(1000);
+    if cap < wanted {
+        println!(
+            "note: the open-files limit is {limit} and cannot be raised here (ulimit -Hn), so \
+             {cap} connections instead of {wanted}"
+        );
+    }
+    cap.min(wanted)
+}
+
 /// A process's CPU time (user + system) in seconds, and its RSS in KiB.
 pub fn proc_stats(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -12,7 +12,7 @@ use pricefeed::kafka::KafkaSettings;
 use rdkafka::config::FromClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::client::price_data;
+use super::client::{price_data, raw_price};
 use super::{free_port, http_get, now_us};
 
 pub const SECRET: &str = "fanout-bench-secret-0123456789abcdefgh";
@@ -69,13 +69,13 @@ pub fn token() -> String {
     .unwrap()
 }
 
-/// A running `pricefeed edge`, killed on drop.
-pub struct Edge {
+/// A running `pricefeed` process (an edge or a transform worker), killed on drop.
+pub struct Node {
     pub child: Child,
     pub port: u16,
 }
 
-impl Drop for Edge {
+impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -83,43 +83,59 @@ impl Drop for Edge {
 }
 
 /// Starts `pricefeed edge` (the release binary cargo bench built) and waits until it is ready.
-pub fn start_edge(brokers: &str, config: &Path, log: &Path) -> Edge {
+pub fn start_edge(brokers: &str, config: &Path, log: &Path) -> Node {
+    start(&["edge"], brokers, config, log)
+}
+
+/// Starts a `pricefeed transform` worker for every channel and waits until it is ready.
+pub fn start_transform(brokers: &str, config: &Path, log: &Path) -> Node {
+    start(&["transform", "--no-watch"], brokers, config, log)
+}
+
+fn start(role: &[&str], brokers: &str, config: &Path, log: &Path) -> Node {
     let port = free_port();
+    // Tansu forms a consumer group in about half the session timeout: keep it short.
+    let options = [
+        "consumer.session.timeout.ms=6000,consumer.heartbeat.interval.ms=1000".to_string(),
+        std::env::var("BENCH_KAFKA_OPTIONS").unwrap_or_default(),
+    ]
+    .join(",");
     let child = Command::new(env!("CARGO_BIN_EXE_pricefeed"))
         .args(["--config"])
         .arg(config)
-        .args(["--brokers", brokers, "edge"])
+        .args(["--brokers", brokers])
+        .args(role)
         .args(["--http-addr", &format!("127.0.0.1:{port}")])
         .env("PRICEFEED_JWT_SECRET", SECRET)
-        .env(
-            "PRICEFEED_KAFKA_OPTIONS",
-            std::env::var("BENCH_KAFKA_OPTIONS").unwrap_or_default(),
-        )
+        .env("PRICEFEED_KAFKA_OPTIONS", options.trim_end_matches(','))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .expect("spawn pricefeed edge");
+        .expect("spawn pricefeed");
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(port, "/readyz") != "ready\n" {
         assert!(
             Instant::now() < deadline,
-            "the edge did not become ready; its log:\n{}",
+            "pricefeed {} did not become ready; its log:\n{}",
+            role[0],
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Edge { child, port }
+    Node { child, port }
 }
 
-/// Writes channel records straight into `topic` at `rate` per second until `stop`, on its own
-/// thread; each symbol keeps its partition. Returns the count.
+/// Writes records into `topic` at `rate` per second until `stop`, on its own thread: channel
+/// records (straight to the edge), or with `raw` raw prices (through the transform). Each
+/// symbol keeps its partition. Returns the count.
 pub fn generator(
     settings: KafkaSettings,
     topic: String,
     symbols: Vec<String>,
     rate: u64,
+    raw: bool,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
@@ -132,7 +148,11 @@ pub fn generator(
             while sent < due {
                 let i = sent as usize % symbols.len();
                 let sym = &symbols[i];
-                let value = price_data(sent, sym);
+                let value = if raw {
+                    raw_price(sent, sym)
+                } else {
+                    price_data(sent, sym)
+                };
                 let p = i as i32 % PARTITIONS;
                 let mut r = BaseRecord::to(&topic).partition(p).key(sym).payload(&value);
                 loop {
