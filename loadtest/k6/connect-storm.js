@@ -1,4 +1,6 @@
 // connect-storm: VUS clients connect, set up and subscribe within WINDOW (arrivals spread evenly),
+// each to one symbol (SYMBOL, default the channel's first; a trading UI's watch list, and it keeps
+// k6 itself within what it can parse),
 // each holds its subscription for HOLD and leaves (once it has had a live price, waiting up to
 // LIVE_WAIT seconds more for one). Measures the time from opening the socket to
 // the snapshot (`time_to_snapshot_ms`) and checks every client got ready, subscribed, a snapshot
@@ -42,26 +44,30 @@ export function setup() {
 }
 
 export default function (data) {
-  const { channel, token } = pick(data.tokens);
+  const { channel, token, symbols } = pick(data.tokens);
+  const symbol = __ENV.SYMBOL || (symbols && symbols[0]) || "EURUSD";
   // Spread the arrivals evenly over the window, from a start shared by every VU.
   const at = data.start + ((__VU - 1) / VUS) * WINDOW_S * 1000;
-  setTimeout(() => connect(channel, token), Math.max(0, at - Date.now()));
+  setTimeout(() => connect(channel, token, symbol), Math.max(0, at - Date.now()));
 }
 
-function connect(channel, token) {
-  const tracker = new Tracker(channel);
+function connect(channel, token, symbol) {
+  const tracker = new Tracker(channel, true);
   const ws = new WebSocket(WS_URL);
   const opened = Date.now();
   let ready = false;
   let snapshot = false;
-  ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "setup", token, topics: [channel] })));
+  ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "setup", token })));
   ws.addEventListener("message", (e) => {
     const f = handle(e.data, tracker);
-    if (f.type === "message" && tracker.prices === 1) {
-      firstPrice.add(Date.now() - opened);
+    if (f.type === "message") {
+      // The filter holds: only the subscribed symbol arrives.
+      if (f.data.symbol !== symbol) metrics.errors.add(1, { code: "wrong_symbol" });
+      if (tracker.prices === 1) firstPrice.add(Date.now() - opened);
     } else if (f.type === "ready") {
       ready = true;
       metrics.setupOk.add(1);
+      ws.send(JSON.stringify({ type: "subscribe", topic: channel, symbols: [symbol] }));
     } else if (f.type === "snapshot") {
       snapshot = true;
       metrics.subscribed.add(Date.now() - opened);

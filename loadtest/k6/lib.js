@@ -58,16 +58,18 @@ export function tokens() {
         `(demo mode), or give JWT_SECRET and CHANNELS to sign tokens here`,
     );
   }
-  const list = res.json().channels.map((c) => ({ channel: c.name, token: c.token }));
+  const list = res.json().channels.map((c) => ({ channel: c.name, token: c.token, symbols: c.symbols }));
   const chosen = wanted.length ? list.filter((c) => wanted.includes(c.channel)) : list;
   if (chosen.length === 0) throw new Error(`none of CHANNELS=${wanted} is served by ${BASE}`);
   return chosen;
 }
 
-// The position and the checks of one subscription, kept across reconnects.
+// The position and the checks of one subscription, kept across reconnects. With a symbol
+// filter, seqNos skip the other symbols' records: only duplicates are checked then.
 export class Tracker {
-  constructor(topic) {
+  constructor(topic, filtered = false) {
     this.topic = topic;
+    this.filtered = filtered;
     this.last = {}; // partition → last seqNo taken in
     this.prices = 0;
     this.gaps = 0;
@@ -89,7 +91,7 @@ export class Tracker {
       metrics.duplicates.add(1);
       return;
     }
-    if (last !== undefined && f.seqNo !== last + 1 && !f.conflated) {
+    if (last !== undefined && f.seqNo !== last + 1 && !f.conflated && !this.filtered) {
       this.gaps += 1;
       metrics.gaps.add(1);
       console.warn(`${this.topic}/${p}: gap, expected seqNo ${last + 1}, got ${f.seqNo}`);
