@@ -388,11 +388,14 @@ pub async fn publish(
             out.extend_from_slice(&text_frame(&text));
             sent += 1;
         }
-        if !out.is_empty() {
-            if s.write_all(&out).await.is_err() {
-                break;
+        // A saturated server stops reading: write what it takes, and still notice `stop`.
+        while !out.is_empty() {
+            match tokio::time::timeout(Duration::from_millis(200), s.write(&out)).await {
+                Ok(Ok(n)) if n > 0 => drop(out.drain(..n)),
+                Ok(_) => return sent,
+                Err(_) if stop.load(Ordering::Relaxed) => return sent,
+                Err(_) => {}
             }
-            out.clear();
         }
         // Answer Engine.IO pings so the server keeps the publisher.
         if let Ok(n) = s.try_read(&mut chunk) {
