@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use loadgen::client::{Counters, Target, sent_us};
+use loadgen::client::{Target, sent_us};
+use loadgen::fleet::Fleet;
 use loadgen::measure::{cell, latency};
 use loadgen::pricefeed::{self as pf, PARTITIONS};
 use loadgen::{free_port, http_get, now_us, proc_stats, raise_fd_limit};
@@ -141,37 +142,11 @@ fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
     f64::NAN
 }
 
-/// Starts `clients` load clients of the edge on `port` and waits until they have subscribed.
-fn start_clients(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-    clients: usize,
-    sample_every: u64,
-) -> (Arc<Counters>, Vec<tokio::task::JoinHandle<Vec<u32>>>) {
-    let counters = Arc::new(Counters::default());
-    let target = Target::Pricefeed {
+fn target() -> Target {
+    Target::Pricefeed {
         token: pf::token(),
         topic: pf::CHANNEL.into(),
-    };
-    let mut handles = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        handles.push(rt.spawn(loadgen::client::run(
-            port,
-            target.clone(),
-            counters.clone(),
-            sample_every,
-        )));
-        if handles.len() % 500 == 0 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (counters.subscribed.load(Ordering::Relaxed) as usize) < clients
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (counters, handles)
 }
 
 fn main() {
@@ -210,20 +185,17 @@ fn main() {
         std::thread::sleep(Duration::from_secs(1));
         let (_, rss_before) = proc_stats(pid);
         let idle = loadgen::connection_cap(a.idle);
-        let (counters, handles) = start_clients(&rt, edge.port, idle, u64::MAX);
+        let fleet = Fleet::start(&rt, edge.port, &target(), idle, u64::MAX);
         std::thread::sleep(Duration::from_secs(2));
         let (_, rss_after) = proc_stats(pid);
-        let n = counters.subscribed.load(Ordering::Relaxed);
+        let n = fleet.counters.subscribed.load(Ordering::Relaxed);
         println!(
             "idle: {n} connections set up and subscribed; server RSS {} KiB → {} KiB: {:.2} KiB per connection",
             rss_before,
             rss_after,
             (rss_after.saturating_sub(rss_before)) as f64 / n.max(1) as f64
         );
-        counters.stop.store(true, Ordering::Relaxed);
-        for h in handles {
-            let _ = rt.block_on(h);
-        }
+        fleet.stop(&rt);
     }
     if a.rates.is_empty() {
         return;
@@ -253,7 +225,8 @@ fn main() {
     for rate in &a.rates {
         // Sample about 20k latencies per second in total, whatever the rate.
         let sample_every = (rate * a.clients as u64 / 20_000).max(1);
-        let (counters, handles) = start_clients(&rt, edge.port, a.clients, sample_every);
+        let fleet = Fleet::start(&rt, edge.port, &target(), a.clients, sample_every);
+        let counters = fleet.counters.clone();
         let gen_stop = Arc::new(AtomicBool::new(false));
         let probe = broker_probe(settings.clone(), topic.clone(), gen_stop.clone());
         let gen_handle = pf::generator(
@@ -290,14 +263,7 @@ fn main() {
         gen_stop.store(true, Ordering::Relaxed);
         let _ = gen_handle.join();
         let broker_samples = probe.join().unwrap_or_default();
-        counters.stop.store(true, Ordering::Relaxed);
-        let mut samples: Vec<u32> = Vec::new();
-        for h in handles {
-            if let Ok(s) = rt.block_on(h) {
-                samples.extend(s);
-            }
-        }
-        let l = latency(samples);
+        let l = latency(fleet.stop(&rt));
         let ms = |f: fn(&loadgen::measure::Latency) -> f64| l.as_ref().map_or(f64::NAN, f);
         println!(
             "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | ≤ {} / ≤ {} | {} | {} | {:.2} | {:.2} |",

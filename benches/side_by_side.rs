@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use loadgen::client::{Counters, Target};
+use loadgen::client::Target;
+use loadgen::fleet::Fleet;
 use loadgen::measure::{Latency, cell, latency};
 use loadgen::pricefeed::{self as pf, PARTITIONS};
 use loadgen::{free_port, proc_stats, raise_fd_limit};
@@ -167,47 +168,6 @@ fn start(which: &str, kafka: &Kafka) -> Server {
     }
 }
 
-fn clients(
-    rt: &tokio::runtime::Runtime,
-    server: &Server,
-    n: usize,
-    sample_every: u64,
-) -> (Arc<Counters>, Vec<tokio::task::JoinHandle<Vec<u32>>>) {
-    let counters = Arc::new(Counters::default());
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        handles.push(rt.spawn(loadgen::client::run(
-            server.port,
-            server.target.clone(),
-            counters.clone(),
-            sample_every,
-        )));
-        if handles.len() % 500 == 0 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (counters.subscribed.load(Ordering::Relaxed) as usize) < n && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (counters, handles)
-}
-
-fn stop(
-    rt: &tokio::runtime::Runtime,
-    counters: &Counters,
-    handles: Vec<tokio::task::JoinHandle<Vec<u32>>>,
-) -> Vec<u32> {
-    counters.stop.store(true, Ordering::Relaxed);
-    let mut samples = Vec::new();
-    for h in handles {
-        if let Ok(s) = rt.block_on(h) {
-            samples.extend(s);
-        }
-    }
-    samples
-}
-
 /// The generator of one run: Kafka records for pricefeed, a WebSocket publisher for the others.
 enum Feed {
     Kafka(std::thread::JoinHandle<u64>),
@@ -270,17 +230,17 @@ fn main() {
             let server = start(which, &kafka);
             std::thread::sleep(Duration::from_secs(1));
             let (_, before) = proc_stats(server.pid());
-            let (counters, handles) =
-                clients(&rt, &server, loadgen::connection_cap(a.idle), u64::MAX);
+            let n = loadgen::connection_cap(a.idle);
+            let fleet = Fleet::start(&rt, server.port, &server.target, n, u64::MAX);
             std::thread::sleep(Duration::from_secs(2));
             let (_, after) = proc_stats(server.pid());
-            let n = counters.subscribed.load(Ordering::Relaxed);
+            let n = fleet.counters.subscribed.load(Ordering::Relaxed);
             let per = after.saturating_sub(before) as f64 / n.max(1) as f64;
             println!(
                 "{name}: idle: {n} connections subscribed; RSS {before} KiB → {after} KiB: {per:.2} KiB per connection"
             );
             idle.push((name.clone(), per));
-            stop(&rt, &counters, handles);
+            fleet.stop(&rt);
         }
         let mut per_rate = Vec::new();
         for &rate in &a.rates {
@@ -288,7 +248,8 @@ fn main() {
             // the next one.
             let server = start(which, &kafka);
             let sample_every = (rate * a.clients as u64 / 20_000).max(1);
-            let (counters, handles) = clients(&rt, &server, a.clients, sample_every);
+            let fleet = Fleet::start(&rt, server.port, &server.target, a.clients, sample_every);
+            let counters = fleet.counters.clone();
             let feed_stop = Arc::new(AtomicBool::new(false));
             let feed = match &server.target {
                 Target::Pricefeed { .. } => Feed::Kafka(pf::generator(
@@ -326,7 +287,7 @@ fn main() {
                 Feed::WebSocket(h) => drop(rt.block_on(h)),
             }
             let gaps = counters.gaps.load(Ordering::Relaxed);
-            let samples = stop(&rt, &counters, handles);
+            let samples = fleet.stop(&rt);
             let row = Row {
                 delivered: (f1 - f0) as f64 / secs,
                 latency: latency(samples),

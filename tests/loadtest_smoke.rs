@@ -6,18 +6,14 @@
 //! and receiving, every client of the resume storm resumed with the missed prices replayed. No
 //! latency threshold at smoke size: timings belong to benchmarks (docs/benchmarks.md).
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 #[test]
 fn k6_smoke_runs_of_fanout_connect_storm_and_resume_storm_hold_their_thresholds() {
