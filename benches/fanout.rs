@@ -134,6 +134,9 @@ fn internal_buckets(port: u16) -> Vec<(f64, u64)> {
 fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
     let count = |b: &[(f64, u64)], le: f64| b.iter().find(|x| x.0 == le).map_or(0, |x| x.1);
     let total = after.last().map_or(0, |x| x.1) - before.last().map_or(0, |x| x.1);
+    if total == 0 {
+        return f64::NAN;
+    }
     for (le, n) in after {
         if (n - count(before, *le)) as f64 >= q * total as f64 {
             return le * 1000.0;

@@ -55,7 +55,13 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--clients" => a.clients = v.parse().unwrap(),
             "--idle" => a.idle = v.parse().unwrap(),
-            "--rates" => a.rates = v.split(',').map(|r| r.parse().unwrap()).collect(),
+            "--rates" => {
+                a.rates = v
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(|r| r.parse().unwrap())
+                    .collect()
+            }
             "--seconds" => a.seconds = v.parse().unwrap(),
             "--only" => a.only = v.split(',').map(str::to_string).collect(),
             _ => {
@@ -176,6 +182,10 @@ enum Feed {
 
 /// One offered rate against one server.
 struct Row {
+    /// Clients that subscribed.
+    clients: usize,
+    /// Prices/s the generator sent (a saturated server can hold a WebSocket publisher back).
+    published: f64,
     delivered: f64,
     latency: Option<Latency>,
     gaps: u64,
@@ -221,7 +231,7 @@ fn main() {
         a.clients, a.seconds
     );
 
-    let mut idle: Vec<(String, f64)> = Vec::new();
+    let mut idle: Vec<(String, f64, u64)> = Vec::new();
     let mut rows: Vec<(String, Vec<Row>)> = Vec::new();
     for which in &a.only {
         let name = name_of(which).to_string();
@@ -239,7 +249,7 @@ fn main() {
             println!(
                 "{name}: idle: {n} connections subscribed; RSS {before} KiB → {after} KiB: {per:.2} KiB per connection"
             );
-            idle.push((name.clone(), per));
+            idle.push((name.clone(), per, n));
             fleet.stop(&rt);
         }
         let mut per_rate = Vec::new();
@@ -249,8 +259,10 @@ fn main() {
             let server = start(which, &kafka);
             let sample_every = (rate * a.clients as u64 / 20_000).max(1);
             let fleet = Fleet::start(&rt, server.port, &server.target, a.clients, sample_every);
+            let fleet_clients = fleet.subscribed();
             let counters = fleet.counters.clone();
             let feed_stop = Arc::new(AtomicBool::new(false));
+            let t_feed = Instant::now();
             let feed = match &server.target {
                 Target::Pricefeed { .. } => Feed::Kafka(pf::generator(
                     pf::kafka_settings(&kafka.broker.addr),
@@ -282,13 +294,17 @@ fn main() {
             let secs = t0.elapsed().as_secs_f64();
             counters.recording.store(false, Ordering::Relaxed);
             feed_stop.store(true, Ordering::Relaxed);
-            match feed {
-                Feed::Kafka(h) => drop(h.join()),
-                Feed::WebSocket(h) => drop(rt.block_on(h)),
-            }
+            // What the generator managed to send over the whole run (warm-up included).
+            let fed_secs = t_feed.elapsed().as_secs_f64();
+            let fed = match feed {
+                Feed::Kafka(h) => h.join().unwrap_or(0),
+                Feed::WebSocket(h) => rt.block_on(h).unwrap_or(0),
+            };
             let gaps = counters.gaps.load(Ordering::Relaxed);
             let samples = fleet.stop(&rt);
             let row = Row {
+                clients: fleet_clients,
+                published: fed as f64 / fed_secs,
                 delivered: (f1 - f0) as f64 / secs,
                 latency: latency(samples),
                 gaps,
@@ -296,8 +312,9 @@ fn main() {
                 clients_cpu: (own1 - own0) / secs,
             };
             println!(
-                "{name}: {rate} prices/s × {} clients: {:.0} frames/s delivered, latency p50 / p99 / max {} ms, {} gaps, server CPU {:.2} cores",
-                a.clients,
+                "{name}: {rate} prices/s offered ({:.0} sent) × {} clients: {:.0} frames/s delivered, latency p50 / p99 / max {} ms, {} gaps, server CPU {:.2} cores",
+                row.published,
+                row.clients,
                 row.delivered,
                 cell(row.latency),
                 row.gaps,
@@ -312,13 +329,13 @@ fn main() {
     report(&a, &idle, &rows);
 }
 
-fn report(a: &Args, idle: &[(String, f64)], rows: &[(String, Vec<Row>)]) {
+fn report(a: &Args, idle: &[(String, f64, u64)], rows: &[(String, Vec<Row>)]) {
     println!();
     println!(
-        "| offered prices/s (× {} clients = frames/s) | server | delivered frames/s | × pricefeed's | p50 / p99 / max ms | gaps | server CPU (cores) | clients CPU (cores) |",
+        "| offered prices/s (× {} clients = frames/s) | server | prices/s sent | delivered frames/s | × pricefeed's | p50 / p99 / max ms | p99 × pricefeed's | gaps | server CPU (cores) | clients CPU (cores) |",
         a.clients
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = rows.iter().find(|(n, _)| n.starts_with("pricefeed"));
     for (i, rate) in a.rates.iter().enumerate() {
         for (name, per_rate) in rows {
@@ -326,9 +343,13 @@ fn report(a: &Args, idle: &[(String, f64)], rows: &[(String, Vec<Row>)]) {
             let ratio = base.map_or("–".into(), |(_, b)| {
                 format!("{:.2}", r.delivered / b[i].delivered.max(1.0))
             });
+            let p99_ratio = base
+                .and_then(|(_, b)| Some(r.latency?.p99 / b[i].latency?.p99))
+                .map_or("–".into(), |x| format!("{x:.2}"));
             println!(
-                "| {rate} ({}) | {name} | {:.0} | {ratio} | {} | {} | {:.2} | {:.2} |",
+                "| {rate} ({}) | {name} | {:.0} | {:.0} | {ratio} | {} | {p99_ratio} | {} | {:.2} | {:.2} |",
                 rate * a.clients as u64,
+                r.published,
                 r.delivered,
                 cell(r.latency),
                 r.gaps,
@@ -339,18 +360,15 @@ fn report(a: &Args, idle: &[(String, f64)], rows: &[(String, Vec<Row>)]) {
     }
     if !idle.is_empty() {
         println!();
-        println!(
-            "| server | RSS per idle connection ({} connections) | × pricefeed's |",
-            a.idle
-        );
-        println!("|---|---:|---:|");
+        println!("| server | connections | RSS per idle connection | × pricefeed's |");
+        println!("|---|---:|---:|---:|");
         let base = idle
             .iter()
-            .find(|(n, _)| n.starts_with("pricefeed"))
+            .find(|(n, _, _)| n.starts_with("pricefeed"))
             .map(|x| x.1);
-        for (name, per) in idle {
+        for (name, per, n) in idle {
             let ratio = base.map_or("–".into(), |b| format!("{:.1}", per / b.max(0.01)));
-            println!("| {name} | {per:.2} KiB | {ratio} |");
+            println!("| {name} | {n} | {per:.2} KiB | {ratio} |");
         }
     }
 }

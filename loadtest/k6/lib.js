@@ -13,6 +13,8 @@ import http from "k6/http";
 import crypto from "k6/crypto";
 import encoding from "k6/encoding";
 import { Counter, Rate, Trend } from "k6/metrics";
+// WebSockets come from k6/experimental/websockets: k6 1.1.0 (the pinned version) has no
+// k6/websockets yet; the API is the same.
 
 export const BASE = (__ENV.PRICEFEED_URL || "http://127.0.0.1:8080").replace(/\/$/, "");
 export const WS_URL = BASE.replace(/^http/, "ws") + "/ws";
