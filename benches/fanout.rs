@@ -54,13 +54,7 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--clients" => a.clients = v.parse().unwrap(),
             "--idle" => a.idle = v.parse().unwrap(),
-            "--rates" => {
-                a.rates = v
-                    .split(',')
-                    .filter(|r| !r.is_empty())
-                    .map(|r| r.parse().unwrap())
-                    .collect()
-            }
+            "--rates" => a.rates = loadgen::rates(&v),
             "--seconds" => a.seconds = v.parse().unwrap(),
             "--symbols" => a.symbols = v.parse().unwrap(),
             "--raw" => {

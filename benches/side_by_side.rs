@@ -55,13 +55,7 @@ fn args() -> Args {
         match argv[i].as_str() {
             "--clients" => a.clients = v.parse().unwrap(),
             "--idle" => a.idle = v.parse().unwrap(),
-            "--rates" => {
-                a.rates = v
-                    .split(',')
-                    .filter(|r| !r.is_empty())
-                    .map(|r| r.parse().unwrap())
-                    .collect()
-            }
+            "--rates" => a.rates = loadgen::rates(&v),
             "--seconds" => a.seconds = v.parse().unwrap(),
             "--only" => a.only = v.split(',').map(str::to_string).collect(),
             _ => {

@@ -30,6 +30,14 @@ pub fn now_us() -> u64 {
         .as_micros() as u64
 }
 
+/// `--rates 200,1000,…` as numbers; "" is no rate at all (skips the phase).
+pub fn rates(v: &str) -> Vec<u64> {
+    v.split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| r.parse().expect("--rates: numbers separated by commas"))
+        .collect()
+}
+
 /// A plain HTTP GET on 127.0.0.1; the body, or "" when nothing answers.
 pub fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
