@@ -15,10 +15,22 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 /// How to reach Kafka. `options` are raw librdkafka settings applied last, so they override
 /// everything pricefeed sets (security, timeouts, batching…). A key prefixed `consumer.` or
 /// `producer.` applies only to that kind of client (`consumer.session.timeout.ms=6000`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub options: Vec<(String, String)>,
+}
+
+/// Option values are not shown: `sasl.password` and friends live there, and settings end up in
+/// `{:?}` of whatever holds them.
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<String> = self.options.iter().map(|(k, _)| format!("{k}=…")).collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("options", &keys)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -312,6 +324,20 @@ pub fn read_to_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_names_option_keys_but_not_their_values() {
+        let s = KafkaSettings {
+            brokers: "b:9092".into(),
+            options: vec![("sasl.password".into(), "pw-4f1c".into())],
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("sasl.password") && shown.contains("b:9092"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw-4f1c"), "{shown}");
+    }
 
     #[test]
     fn prefixed_options_reach_only_their_kind_of_client() {

@@ -38,7 +38,14 @@ struct Cli {
     /// Any librdkafka option as KEY=VALUE (repeat, or comma-separate: a comma starts a new
     /// option only when KEY= follows it, so debug=broker,topic is one option); applied last,
     /// e.g. security.protocol=SSL or session.timeout.ms=6000.
-    #[arg(long = "kafka-option", global = true, env = "PRICEFEED_KAFKA_OPTIONS", value_parser = parse_options)]
+    /// The value is never echoed (not in --help, not in an error): it may hold a password.
+    #[arg(
+        long = "kafka-option",
+        global = true,
+        env = "PRICEFEED_KAFKA_OPTIONS",
+        hide_env_values = true,
+        value_parser = OptionsParser
+    )]
     kafka_options: Vec<OptionList>,
     /// Log lines as text (for people) or JSON (one object per line, for log pipelines).
     #[arg(
@@ -246,7 +253,7 @@ struct TailArgs {
 }
 
 /// The librdkafka options of one `--kafka-option` (or of `PRICEFEED_KAFKA_OPTIONS`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct OptionList(Vec<(String, String)>);
 
 /// `KEY=VALUE[,KEY=VALUE…]`. A comma starts a new option only when `KEY=` follows it, so values
@@ -271,10 +278,44 @@ fn parse_options(s: &str) -> Result<OptionList, String> {
                 v.push(',');
                 v.push_str(part.trim());
             }
-            (false, None) => return Err(format!("expected KEY=VALUE, got {s:?}")),
+            // The text is not quoted back: it may hold a password (`sasl.password:…`).
+            (false, None) => {
+                return Err(
+                    "expected KEY=VALUE[,KEY=VALUE…]: the text before the first '=' is not an \
+                     option name (letters, digits, '.', '_', '-'); the value is not shown, as it \
+                     may hold a secret"
+                        .to_string(),
+                );
+            }
         }
     }
     Ok(OptionList(out))
+}
+
+/// `--kafka-option`'s parser: clap's own error for a failed value quotes the value, and a Kafka
+/// option may be a password, so a bad value gets an error that names the flag only.
+#[derive(Clone)]
+struct OptionsParser;
+
+impl clap::builder::TypedValueParser for OptionsParser {
+    type Value = OptionList;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OptionList, clap::Error> {
+        let fail = |why: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--kafka-option / PRICEFEED_KAFKA_OPTIONS: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| fail("not UTF-8"))?;
+        parse_options(text).map_err(|why| fail(&why))
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,8 @@
-//! Secrets never reach the logs: with everything at debug level and JSON logs, a process that
-//! verifies good, forged, expired and malformed tokens, takes publishes with right and wrong API
-//! keys and a bearer token, hands out demo tokens and runs with a Kafka password writes none of
-//! them (nor the token secret, nor a token's signature) to its log.
+//! Secrets never reach the logs: with everything at debug level, in text and in JSON logs, a
+//! process that verifies good, forged, expired and malformed tokens, takes publishes with right
+//! and wrong API keys and a bearer token, hands out demo tokens and runs with a Kafka password
+//! writes none of them (nor the token secret, nor a token's signature) to its log. Nor does the
+//! command line show a Kafka password, in `--help` or in the error for a malformed option.
 
 mod common;
 
@@ -30,7 +31,29 @@ fn signature(jwt: &str) -> &str {
 }
 
 #[test]
-fn no_token_key_secret_or_password_is_ever_logged() {
+fn json_logs_hold_no_token_key_secret_or_password() {
+    let lines = exercise_and_read_log(&["--log-format", "json"]);
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+}
+
+#[test]
+fn text_logs_hold_no_token_key_secret_or_password() {
+    // The default format, chosen by the environment variable here.
+    let lines = exercise_and_read_log(&[]);
+    assert!(
+        lines.iter().all(|l| !l.starts_with('{')),
+        "JSON lines in a text log"
+    );
+}
+
+/// Starts a node with `log_args`, does everything that handles a secret, stops it, checks that
+/// no secret is in its log, and returns the log's lines.
+fn exercise_and_read_log(log_args: &[&str]) -> Vec<String> {
     let broker = Broker::start();
     let prefix = unique_prefix("secrets");
     let (dir, path) = write_config(&config(&prefix));
@@ -42,18 +65,22 @@ fn no_token_key_secret_or_password_is_ever_logged() {
         &path,
         // A SASL password is not used on a plaintext listener, but it is configured like any.
         &[
-            "--kafka-option",
-            &format!("sasl.password={KAFKA_PASSWORD}"),
-            // librdkafka's own debug output, its configuration dump included.
-            "--kafka-option",
-            "debug=conf,generic,security",
-            "run",
-            "--demo",
-        ],
+            log_args,
+            &[
+                "--kafka-option",
+                &format!("sasl.password={KAFKA_PASSWORD}"),
+                // librdkafka's own debug output, its configuration dump included.
+                "--kafka-option",
+                "debug=conf,generic,security",
+                "run",
+                "--demo",
+            ],
+        ]
+        .concat(),
         dir.path(),
         &[
             ("RUST_LOG", "debug,librdkafka=debug,rdkafka=debug"),
-            ("PRICEFEED_LOG_FORMAT", "json"),
+            ("PRICEFEED_LOG_FORMAT", "text"),
             ("PRICEFEED_API_KEYS", &keys),
         ],
     );
@@ -132,23 +159,55 @@ fn no_token_key_secret_or_password_is_ever_logged() {
     node.signal("TERM");
     std::thread::sleep(Duration::from_secs(2));
 
-    let log = node.log_text();
-    let lines: Vec<&str> = log.lines().collect();
+    let lines: Vec<String> = node.log_text().lines().map(String::from).collect();
     // librdkafka's configuration dump lists the password property (with its value hidden).
     assert!(
         lines.iter().any(|l| l.contains("sasl.password")),
         "no configuration dump in the log ({} lines)",
         lines.len()
     );
-    for line in &lines {
-        assert!(
-            serde_json::from_str::<Value>(line).is_ok(),
-            "not a JSON log line: {line}"
-        );
-    }
     for s in &secrets {
         if let Some(line) = lines.iter().find(|l| l.contains(s.as_str())) {
             panic!("a secret ({}…) is in the log: {line}", &s[..6]);
         }
+    }
+    lines
+}
+
+#[test]
+fn the_command_line_never_shows_a_kafka_option_value() {
+    let run = |args: &[&str], env_options: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pricefeed"));
+        cmd.args(args).env_remove("PRICEFEED_KAFKA_OPTIONS");
+        if let Some(v) = env_options {
+            cmd.env("PRICEFEED_KAFKA_OPTIONS", v);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(KAFKA_PASSWORD),
+            "{args:?} shows the password:\n{text}"
+        );
+        (out.status.code(), text)
+    };
+    let good = format!("sasl.password={KAFKA_PASSWORD}");
+    // --help lists the variable, not its value.
+    let (code, text) = run(&["--help"], Some(&good));
+    assert_eq!(code, Some(0));
+    assert!(text.contains("PRICEFEED_KAFKA_OPTIONS"), "{text}");
+    // A typo (':' for '=') before the password, on the flag and in the variable: a usage error
+    // that names the flag and quotes nothing.
+    let typo = format!("security.protocol:SASL_SSL,sasl.password={KAFKA_PASSWORD}");
+    for (args, env) in [
+        (vec!["--kafka-option", typo.as_str(), "check-config"], None),
+        (vec!["check-config"], Some(typo.as_str())),
+    ] {
+        let (code, text) = run(&args, env);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(text.contains("--kafka-option"), "{text}");
     }
 }
