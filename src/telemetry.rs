@@ -33,18 +33,19 @@ pub const EDGE_INTERNAL_SECONDS: &str = "pricefeed_edge_internal_latency_seconds
 pub const EDGE_RESUMES: &str = "pricefeed_edge_resumes_total";
 pub const EDGE_PUBLISHED: &str = "pricefeed_edge_published_total";
 pub const EDGE_BAD_RECORDS: &str = "pricefeed_edge_bad_records_total";
+pub const EDGE_INFO: &str = "pricefeed_edge_info";
 
-/// Initialises logging: `RUST_LOG` filters (default `info`), `PRICEFEED_LOG_FORMAT=json` for
-/// JSON lines. Safe to call more than once.
-/// How log lines are written (`--log-format`).
+/// How log lines are written (`--log-format`, `PRICEFEED_LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG`. No code path logs a token, an API key, a secret
-/// or a Kafka password (tests/secrets_in_logs.rs checks this at debug level).
+/// Initialises logging to stderr: `RUST_LOG` filters (default
+/// `info,rdkafka=warn,librdkafka=warn`), `format` picks text or JSON lines. Safe to call more
+/// than once. No code path logs a token, an API key, a secret or a Kafka password
+/// (tests/secrets_in_logs.rs checks both formats at debug level).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
@@ -152,6 +153,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         EDGE_BAD_RECORDS,
         "Channel-topic records the edge could not serve (no key, not a JSON object)."
+    );
+    describe_gauge!(
+        EDGE_INFO,
+        "1, labelled with this edge's node id (tells one edge's series from another's)."
     );
     Ok(handle)
 }
@@ -301,4 +306,8 @@ pub fn edge_published(status: &'static str) {
 
 pub fn edge_bad_record(channel: &str) {
     counter!(EDGE_BAD_RECORDS, "channel" => channel.to_string()).increment(1);
+}
+
+pub fn edge_info(node: &str) {
+    gauge!(EDGE_INFO, "node" => node.to_string()).set(1.0);
 }

@@ -246,6 +246,7 @@ pub async fn start(
     let node_id = opts
         .node_id
         .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+    telemetry::edge_info(&node_id);
     let edge = Arc::new(Edge {
         hub: hub.clone(),
         verifier,

@@ -1,5 +1,7 @@
 // The ops dashboard at /dashboard: polls /metrics (Prometheus text) and /stats every 2 s and
 // draws the last 5 minutes on canvases. No library: the parsing and the charts are below.
+// It shows one process: behind a load balancer that sends two scrapes to two edges, rates are
+// not computed across them (pricefeed_edge_info names the edge of each scrape).
 
 const INTERVAL_MS = 2000;
 const KEEP = 150; // points: 5 minutes
@@ -110,7 +112,7 @@ class Chart {
       const last = list.at(-1);
       legend.push(`<span style="color:${color}">■</span> ${name} <b data-series="${name}">${last === null ? "–" : fmt(last)}</b>`);
     }
-    this.el.querySelector(".legend").innerHTML = legend.join(" &nbsp; ");
+    this.el.querySelector(".legend").innerHTML = legend.length ? legend.join(" &nbsp; ") : (this.emptyNote ?? "");
   }
 }
 
@@ -136,6 +138,7 @@ window.pricefeedDashboard = { charts, scrapes: 0 };
 
 let prev = null;
 let prevAt = 0;
+let prevNode = null;
 
 function tile(id, label, value) {
   let t = $(`tile-${id}`);
@@ -167,8 +170,14 @@ async function scrape() {
     tile("ready", "ready", stats.ready ? "yes" : "no");
     for (const t of stats.topics) tile(`topic-${t.topic}`, `${t.topic} subscribers`, String(t.subscribers));
   }
+  // Counters of another process cannot be subtracted from these.
+  const node = cur.get("pricefeed_edge_info")?.[0]?.labels.node ?? null;
+  if (node !== prevNode) prev = null;
+  prevNode = node;
+  window.pricefeedDashboard.node = node;
   charts.connections.push({ connections: sum(cur.get("pricefeed_edge_connections")) });
   const lag = byLabel(cur.get("pricefeed_consumer_lag_records"), "partition");
+  charts.lag.emptyNote = "no transform worker in this process (an edge only): the workers' lag is in Prometheus";
   charts.lag.push(Object.fromEntries([...lag].map(([p, v]) => [`partition ${p}`, v])));
   if (prev) {
     const dt = (now - prevAt) / 1000;

@@ -22,6 +22,8 @@ const wanted = ["kafka", "topics", "transform", "edge-1", "edge-2", "lb", "simul
 check(wanted.every((s) => services[s]), `compose.yml has ${wanted.join(", ")}`);
 check(services.kafka.image.startsWith("apache/kafka:") && services.kafka.environment.KAFKA_PROCESS_ROLES === "broker,controller", "Kafka is the official image in KRaft mode");
 check(services.transform.deploy?.replicas >= 2, "two transform workers or more");
+const published = Object.entries(services).flatMap(([name, s]) => (s.ports ?? []).map((p) => [name, String(p)]));
+check(published.length > 0 && published.every(([, p]) => p.startsWith("127.0.0.1:")), `every published port is on the host's loopback (${published.map(([n, p]) => `${n} ${p}`).join(", ")})`);
 
 // Every pricefeed service: its subcommand, flags and PRICEFEED_* variables exist.
 const configEnv = new Set(["PRICEFEED_JWT_SECRET", "PRICEFEED_API_KEYS"]); // named by [auth] in channels.toml
@@ -44,7 +46,14 @@ check((dockerfile.match(/^FROM /gm) ?? []).length >= 2, "Dockerfile is multi-sta
 check(/^USER (?!root)\S+/m.test(dockerfile), "Dockerfile runs as a non-root user");
 check(/ENTRYPOINT \["pricefeed"\]/.test(dockerfile), "Dockerfile's entrypoint is pricefeed");
 const cmd = JSON.parse(/^CMD (\[.*\])/m.exec(dockerfile)[1]);
-check(help([]).includes(cmd[0]), `Dockerfile's CMD ${cmd[0]} is a pricefeed command`);
+let known = true;
+try {
+  help([cmd[0]]); // clap exits non-zero for an unknown subcommand
+} catch {
+  known = false;
+}
+check(known, `Dockerfile's CMD ${cmd[0]} is a pricefeed command`);
+check(/CARGO_PROFILE_RELEASE_STRIP=debuginfo/.test(dockerfile), "the image's binary carries no debug info");
 for (const [, key] of dockerfile.matchAll(/(PRICEFEED_[A-Z_]+)=/g)) {
   check(help(["run"]).includes(`env: ${key}`), `Dockerfile's ${key} is read by pricefeed`);
 }
@@ -75,8 +84,12 @@ check(services.prometheus.volumes.some((v) => v.startsWith("./prometheus.yml:"))
 
 // nginx balances over the edge services.
 const nginx = read("docker/nginx.conf");
-const upstreams = [...nginx.matchAll(/server (\S+):(\d+)/g)];
-check(upstreams.length === 2 && upstreams.every(([, h, p]) => services[h]?.command[0] === "edge" && p === httpPort), "nginx balances over the two edges");
+const upstreams = [...nginx.matchAll(/upstream (\S+) \{([^}]*)\}/g)];
+check(upstreams.length === 2, `nginx has an upstream for WebSockets and one per client for /metrics and /stats`);
+for (const [, name, body] of upstreams) {
+  const servers = [...body.matchAll(/server (\S+):(\d+)/g)];
+  check(servers.length === 2 && servers.every(([, h, p]) => services[h]?.command[0] === "edge" && p === httpPort), `nginx upstream ${name} balances over the two edges`);
+}
 check(/proxy_set_header Upgrade \$http_upgrade/.test(nginx), "nginx passes WebSocket upgrades");
 
 // Grafana's queries use metrics the code defines.

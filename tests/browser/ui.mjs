@@ -2,14 +2,18 @@
 // and checks what a user would: both channels show live prices that update; retail quotes wider
 // than vip for the same source price on every symbol both carry; after the connection is cut the
 // panels resume with no seqNo gap (by the client library's own gap detection) and the missed
-// prices replayed; and the /docs playground's setup/subscribe flow logs ready, subscribed and
-// prices. Saves screenshots. Exits non-zero with the reason on any failure.
+// prices replayed, both when the panel's "drop" button cuts the connection and when the network
+// does (a TCP proxy between the browser and the edge resets every connection and refuses new
+// ones for 2 s); the rendered spread is the quoted one in pips; no request leaves the page's
+// origin (it works offline); and the /docs playground's setup/subscribe flow logs ready,
+// subscribed and prices. Saves screenshots. Exits non-zero with the reason on any failure.
 //
 // Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
 
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import net from "node:net";
 import { dirname } from "node:path";
 
 const base = process.env.PRICEFEED_URL;
@@ -26,6 +30,59 @@ function chromiumPath() {
   throw new Error("no chromium on PATH: apt-get install chromium (scripts/install-browser.sh)");
 }
 
+/**
+ * A TCP proxy to the edge for the UI page, so that the test can fail the network under the
+ * browser: `cut(ms)` resets every open connection and refuses new ones for `ms`.
+ */
+async function startProxy(target) {
+  const { hostname, port } = new URL(target);
+  const open = new Set();
+  let refuseUntil = 0;
+  const server = net.createServer((client) => {
+    if (Date.now() < refuseUntil) return client.resetAndDestroy();
+    const upstream = net.connect(Number(port), hostname);
+    const pair = [client, upstream];
+    open.add(pair);
+    const end = () => {
+      open.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of pair) s.on("error", end).on("close", end);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut(ms) {
+      refuseUntil = Date.now() + ms;
+      for (const [client, upstream] of open) {
+        client.resetAndDestroy();
+        upstream.destroy();
+      }
+      open.clear();
+    },
+    close: () => server.close(),
+  };
+}
+
+/** Fails on any request (WebSockets included) that leaves `origin`: the pages work offline. */
+function sameOriginOnly(page, origin, failures) {
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (url.protocol !== "data:" && url.origin !== origin) failures.push(`request off origin: ${r.url()}`);
+  });
+  page.on("websocket", (ws) => {
+    if (new URL(ws.url()).host !== new URL(origin).host) failures.push(`WebSocket off origin: ${ws.url()}`);
+  });
+}
+
+/** "1.08412" at scale 6 → 1084120n (prices are positive). */
+function scaledUnits(s, scale) {
+  const [i, f = ""] = s.split(".");
+  return BigInt(i) * 10n ** BigInt(scale) + BigInt((f + "0".repeat(scale)).slice(0, scale) || "0");
+}
+
 function check(ok, what) {
   if (!ok) throw new Error(what);
   console.log(`ok: ${what}`);
@@ -37,13 +94,18 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
 });
 const failures = [];
+const proxy = await startProxy(base);
+// While the test fails the network, the browser's own connection errors are expected.
+let networkDown = false;
+const networkError = /WebSocket connection to|Failed to load resource|net::ERR_|Failed to fetch/;
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
   page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") failures.push(`console error: ${m.text()}`);
+    if (m.type() === "error" && !(networkDown && networkError.test(m.text()))) failures.push(`console error: ${m.text()}`);
   });
-  await page.goto(base + "/");
+  sameOriginOnly(page, proxy.url, failures);
+  await page.goto(proxy.url + "/");
   await page.waitForFunction(() => window.pricefeedUi?.panels.length === 2, null, { timeout: 20_000 });
 
   // Record every price each panel's socket delivers, to compare the same source price.
@@ -81,13 +143,34 @@ try {
     check(state === "open", `${c}: connection state shown as open`);
   }
 
+  // What the table shows: each row's spread is its ask − bid in pips (to a tenth, half up), from the
+  // instrument's pip; rows flash up or down as prices move.
+  const instruments = await page.evaluate(async () => (await (await fetch("/demo/session")).json()).instruments);
+  for (const c of ["vip", "retail"]) {
+    const rows = await page.$$eval(`section[data-channel="${c}"] tbody tr[data-seq]`, (trs) =>
+      trs.map((tr) => ({
+        symbol: tr.dataset.symbol,
+        bid: tr.querySelector(".bid").textContent,
+        ask: tr.querySelector(".ask").textContent,
+        spread: tr.querySelector(".spread").textContent,
+      })),
+    );
+    for (const r of rows) {
+      const pip = instruments[r.symbol].pip;
+      const scale = Math.max(...[r.bid, r.ask, pip].map((x) => (x.split(".")[1] ?? "").length));
+      const [b, a, p] = [r.bid, r.ask, pip].map((x) => scaledUnits(x, scale));
+      const tenths = ((a - b) * 20n + p) / (2n * p);
+      const want = `${tenths / 10n}.${tenths % 10n}`;
+      if (r.spread !== want) throw new Error(`${c} ${r.symbol}: shows spread ${r.spread} for ${r.bid}/${r.ask} (pip ${pip}), want ${want}`);
+    }
+    check(rows.length >= 3, `${c}: the spread shown is ask − bid in pips on all ${rows.length} rows`);
+  }
+  await page.waitForFunction(() => document.querySelectorAll("tr.up, tr.down").length > 0, null, { timeout: 10_000 });
+  check(true, "rows flash up/down as prices move");
+
   // 2. Retail is wider than vip on every symbol both carry, for the same source price. The two
   // panels stream independently: collect until every shared symbol has a price seen on both.
   const retailSymbols = await page.$$eval(`section[data-channel="retail"] tbody tr`, (trs) => trs.map((t) => t.dataset.symbol));
-  const scaled = (s, scale) => {
-    const [i, f = ""] = s.split(".");
-    return BigInt(i) * 10n ** BigInt(scale) + BigInt((f + "0".repeat(scale)).slice(0, scale) || "0");
-  };
   // The raw record's id (the simulator sets one) names the source price; kept only when it
   // occurs once per channel.
   const once = (list) => {
@@ -104,8 +187,8 @@ try {
       const v = vip.get(key);
       if (!v) continue;
       const scale = Math.max(...[v.bid, v.ask, r.bid, r.ask].map((x) => (x.split(".")[1] ?? "").length));
-      const vs = scaled(v.ask, scale) - scaled(v.bid, scale);
-      const rs = scaled(r.ask, scale) - scaled(r.bid, scale);
+      const vs = scaledUnits(v.ask, scale) - scaledUnits(v.bid, scale);
+      const rs = scaledUnits(r.ask, scale) - scaledUnits(r.bid, scale);
       if (rs <= vs) throw new Error(`retail not wider than vip for ${key}: retail ${r.bid}/${r.ask}, vip ${v.bid}/${v.ask}`);
       compared.set(r.s, (compared.get(r.s) ?? 0) + 1);
     }
@@ -115,44 +198,67 @@ try {
   const missing = retailSymbols.filter((s) => !compared.has(s));
   check(missing.length === 0, `retail is wider than vip on every shared symbol (${[...compared].map(([s, n]) => `${s}×${n}`).join(", ")}; missing: ${missing})`);
 
-  // 3. Cut both connections for 2 s (the panels' "drop" buttons) while the feed runs: each panel
-  // resumes with no gap and no duplicate, every time. The feed must have moved on while they were
-  // away for the resume to replay anything; right after start-up the pipeline works in bursts
-  // (the local broker stalls for seconds at times), so a drop during which nothing was published
-  // is repeated, up to 4 drops in all.
+  // 3. Cut both connections for 2 s while the feed runs, first with the panels' "drop" buttons
+  // (the library's interrupt()), then by failing the network under the browser (the proxy resets
+  // the sockets and refuses connections: the library sees the close, backs off and reconnects).
+  // Each panel resumes with no gap, no duplicate and no snapshot in place of a replay, every
+  // time. The feed must have moved on while they were away for the resume to replay anything;
+  // right after start-up the pipeline works in bursts (the local broker stalls for seconds at
+  // times), so a cut during which nothing was published is repeated, up to 4 cuts in all.
   const hubEnd = async (c) =>
     page.evaluate(async (c) => {
       const t = (await (await fetch("/stats")).json()).topics.find((x) => x.topic === c);
       return Object.values(t.lastSeqNo).reduce((a, b) => a + b, 0);
     }, c);
-  const replayedBy = { vip: 0, retail: 0 };
-  for (let attempt = 1; attempt <= 4 && (replayedBy.vip === 0 || replayedBy.retail === 0); attempt++) {
-    const statsBefore = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ ...p.socket.stats })));
-    const endBefore = { vip: await hubEnd("vip"), retail: await hubEnd("retail") };
-    for (const c of ["vip", "retail"]) await page.click(`section[data-channel="${c}"] button.drop`);
-    await page.waitForFunction(
-      (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.resumed > prev[i].resumed && p.socket.state === "open"),
-      statsBefore,
-      { timeout: 30_000 },
-    );
-    // Live again: prices arrive after the resume (the local broker may pause for seconds).
-    await page.waitForFunction(
-      (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.messages > prev[i].messages),
-      statsBefore,
-      { timeout: 30_000 },
-    );
-    const statsAfter = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ channel: p.channel, ...p.socket.stats })));
-    for (const [i, s] of statsAfter.entries()) {
-      check(s.reconnects > statsBefore[i].reconnects, `${s.channel}: reconnected (drop ${attempt})`);
-      check(s.gaps === 0, `${s.channel}: no seqNo gap (the client library counted ${s.gaps})`);
-      check(s.duplicates === 0, `${s.channel}: no duplicate (${s.duplicates})`);
-      check(s.messages > statsBefore[i].messages, `${s.channel}: live again (${s.messages} prices)`);
-      replayedBy[s.channel] += s.replayed - statsBefore[i].replayed;
+  await page.evaluate(() => {
+    window.closes = [];
+    for (const p of window.pricefeedUi.panels) p.socket.on("close", (e) => window.closes.push({ channel: p.channel, ...e }));
+  });
+  const cutAndResume = async (how, cut) => {
+    const replayedBy = { vip: 0, retail: 0 };
+    for (let attempt = 1; attempt <= 4 && (replayedBy.vip === 0 || replayedBy.retail === 0); attempt++) {
+      const statsBefore = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ ...p.socket.stats })));
+      const endBefore = { vip: await hubEnd("vip"), retail: await hubEnd("retail") };
+      await cut();
+      await page.waitForFunction(
+        (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.resumed > prev[i].resumed && p.socket.state === "open"),
+        statsBefore,
+        { timeout: 30_000 },
+      );
+      networkDown = false;
+      // Live again: prices arrive after the resume (the local broker may pause for seconds).
+      await page.waitForFunction(
+        (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.messages > prev[i].messages),
+        statsBefore,
+        { timeout: 30_000 },
+      );
+      const statsAfter = await page.evaluate(() => window.pricefeedUi.panels.map((p) => ({ channel: p.channel, ...p.socket.stats })));
+      for (const [i, s] of statsAfter.entries()) {
+        const was = statsBefore[i];
+        check(s.reconnects > was.reconnects, `${s.channel}: reconnected (${how} ${attempt})`);
+        check(s.gaps === 0, `${s.channel}: no seqNo gap (the client library counted ${s.gaps})`);
+        check(s.duplicates === 0, `${s.channel}: no duplicate (${s.duplicates})`);
+        check(s.snapshots === was.snapshots, `${s.channel}: resumed, not restarted from a snapshot`);
+        check(s.messages > was.messages, `${s.channel}: live again (${s.messages} prices)`);
+        replayedBy[s.channel] += s.replayed - was.replayed;
+      }
+      console.log(`${how} ${attempt}: replayed ${JSON.stringify(replayedBy)}; the feed moved on by vip ${(await hubEnd("vip")) - endBefore.vip}, retail ${(await hubEnd("retail")) - endBefore.retail} meanwhile`);
     }
-    console.log(`drop ${attempt}: replayed ${JSON.stringify(replayedBy)}; the feed moved on by vip ${(await hubEnd("vip")) - endBefore.vip}, retail ${(await hubEnd("retail")) - endBefore.retail} meanwhile`);
-  }
+    for (const c of ["vip", "retail"]) {
+      check(replayedBy[c] > 0, `${c}: the prices missed during the ${how} were replayed (${replayedBy[c]})`);
+    }
+  };
+  await cutAndResume("drop", async () => {
+    for (const c of ["vip", "retail"]) await page.click(`section[data-channel="${c}"] button.drop`);
+  });
+  await cutAndResume("network failure", async () => {
+    networkDown = true;
+    proxy.cut(2000);
+  });
+  const closes = await page.evaluate(() => window.closes);
   for (const c of ["vip", "retail"]) {
-    check(replayedBy[c] > 0, `${c}: the prices missed while away were replayed (${replayedBy[c]})`);
+    const lost = closes.filter((e) => e.channel === c && e.code === 1006 && e.willReconnect);
+    check(lost.length > 0, `${c}: the library saw the connection fail (close 1006) and reconnected on its own`);
   }
 
   mkdirSync(dirname(shot), { recursive: true });
@@ -163,6 +269,7 @@ try {
   // prices; the HTTP API reference is rendered from /openapi.json.
   const docs = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   docs.on("pageerror", (e) => failures.push(`docs page error: ${e.message}`));
+  sameOriginOnly(docs, new URL(base).origin, failures);
   await docs.goto(base + "/docs");
   await docs.waitForFunction(() => document.querySelectorAll("#demo-token option").length > 1, null, { timeout: 10_000 });
   await docs.selectOption("#demo-token", { label: "demo token for vip" });
@@ -188,6 +295,7 @@ try {
   // 5. The dashboard: charts fill from /metrics while the UI's two connections stream.
   const dash = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   dash.on("pageerror", (e) => failures.push(`dashboard page error: ${e.message}`));
+  sameOriginOnly(dash, new URL(base).origin, failures);
   await dash.goto(base + "/dashboard");
   await dash.waitForFunction(() => window.pricefeedDashboard?.scrapes >= 3, null, { timeout: 20_000 });
   // A 2 s interval with no price on a channel happens when the local broker pauses: wait for one
@@ -208,6 +316,8 @@ try {
       ]),
     ),
   );
+  const node = await dash.evaluate(async () => [window.pricefeedDashboard.node, (await (await fetch("/stats")).json()).node]);
+  check(node[0] !== null && node[0] === node[1], `dashboard: the scrapes name their edge (${node[0]}, /stats says ${node[1]})`);
   check(last.connections.connections >= 2, `dashboard: ${last.connections.connections} connections`);
   check(last.delivered.vip > 0 && last.delivered.retail > 0, `dashboard: delivered/s vip ${Math.round(last.delivered.vip)}, retail ${Math.round(last.delivered.retail)}`);
   check(last.records["raw in"] > 0, `dashboard: raw records/s ${Math.round(last.records["raw in"])}`);
@@ -216,4 +326,5 @@ try {
   check(failures.length === 0, `no page or console errors ${failures.length ? failures.join("; ") : ""}`);
 } finally {
   await browser.close();
+  proxy.close();
 }
