@@ -288,6 +288,53 @@ try {
   check(sent.includes("setup") && sent.includes("subscribe"), `playground: sent ${sent.join(", ")}; received ready, subscribed, snapshot, message`);
   await docs.click('form[data-type="raw"] button'); // empty text: the edge answers bad_request
   await docs.waitForSelector('#log li[data-dir="in"][data-type="error"]', { timeout: 10_000 });
+  // Every other form: each frame it sends gets its answer, logged after a mark (newest first).
+  const mark = () =>
+    docs.evaluate(() => {
+      const li = document.querySelector("#log li");
+      li.dataset.mark = String(performance.now());
+      return li.dataset.mark;
+    });
+  const answered = (type, since, text = "") =>
+    docs.waitForFunction(
+      ([type, since, text]) => {
+        for (const li of document.querySelectorAll("#log li")) {
+          if (li.dataset.mark === since) return false;
+          if (li.dataset.dir === "in" && li.dataset.type === type && li.textContent.includes(text)) return true;
+        }
+        return false;
+      },
+      [type, since, text],
+      { timeout: 15_000 },
+    );
+  for (const [form, answer, text] of [
+    ["ping", "pong", ""],
+    ["unsubscribe", "unsubscribed", '"topic":"vip"'],
+    ["publish", "error", '"code":"forbidden"'], // demo tokens do not publish
+  ]) {
+    const since = await mark();
+    await docs.click(`form[data-type="${form}"] button`);
+    await answered(answer, since, text);
+    check(true, `playground: ${form} → ${answer} ${text}`);
+  }
+  // /ws/sub/{topic}: the path names the topic; setup subscribes it; resume replays from a seqNo.
+  await docs.click("#disconnect");
+  await docs.waitForSelector("#conn-state.closed", { timeout: 10_000 });
+  await docs.selectOption("#endpoint", "/ws/sub/");
+  await docs.fill("#path-topic", "retail");
+  await docs.selectOption("#demo-token", { label: "demo token for retail" });
+  let since = await mark();
+  await docs.click("#connect");
+  await docs.waitForSelector("#conn-state.open", { timeout: 10_000 });
+  await docs.click('form[data-type="setup"] button');
+  for (const type of ["ready", "snapshot", "message"]) await answered(type, since, type === "ready" ? "" : '"topic":"retail"');
+  const lastPrice = await docs.$eval('#log li[data-dir="in"][data-type="message"] code', (c) => JSON.parse(c.textContent));
+  since = await mark();
+  await docs.fill('form[data-type="resume"] input[name="topic"]', "retail");
+  await docs.fill('form[data-type="resume"] input[name="from"]', JSON.stringify({ [lastPrice.partition]: lastPrice.seqNo - 3 }));
+  await docs.click('form[data-type="resume"] button');
+  await answered("resumed", since, '"topic":"retail"');
+  check(true, `playground: /ws/sub/retail setup → ready, snapshot, message; resume from ${lastPrice.partition}:${lastPrice.seqNo - 3} → resumed`);
   const ops = await docs.$$eval(".op", (els) => els.map((e) => e.dataset.path));
   check(ops.includes("/publish") && ops.includes("/ws/sub/{topic}"), `playground: the HTTP API lists ${ops.length} operations`);
   await docs.screenshot({ path: shot.replace(/\.png$/, "-docs.png"), fullPage: false });
