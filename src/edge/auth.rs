@@ -434,6 +434,44 @@ mod tests {
     }
 
     #[test]
+    fn rs256_tokens_verify_with_the_public_key_file_and_forgeries_are_refused() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let settings = AuthSettings {
+            algorithm: JwtAlgorithm::Rs256,
+            public_key_file: Some("rs256-test.pub.pem".into()),
+            leeway_s: 0,
+            ..AuthSettings::default()
+        };
+        let v = Verifier::from_settings(&settings, &root).unwrap();
+        let private = std::fs::read(root.join("rs256-test.key.pem")).unwrap();
+        let signing = EncodingKey::from_rsa_pem(&private).unwrap();
+        let sign = |c: &Claims| jsonwebtoken::encode(&Header::new(Algorithm::RS256), c, &signing);
+        let t = sign(&claims(now() + 60)).unwrap();
+        assert_eq!(v.verify(&t).unwrap().user, "alice");
+        // Expired, and tampered with (the claims changed under the same signature).
+        assert!(v.verify(&sign(&claims(now() - 60)).unwrap()).is_err());
+        let (head, rest) = t.split_once('.').unwrap();
+        let signature = rest.rsplit_once('.').unwrap().1;
+        let mut other = claims(now() + 60);
+        other.channels = vec!["*".into()];
+        let forged_claims = sign(&other).unwrap();
+        let body = forged_claims.split('.').nth(1).unwrap();
+        assert!(v.verify(&format!("{head}.{body}.{signature}")).is_err());
+        // Algorithm confusion: an HS256 token keyed with the public key itself (which anyone
+        // may have) is refused.
+        let public = std::fs::read(root.join("rs256-test.pub.pem")).unwrap();
+        let hs = sign_hs256(&claims(now() + 60), &public).unwrap();
+        assert!(
+            matches!(v.verify(&hs), Err(AuthError::WrongAlgorithm(a, "RS256")) if a == "HS256")
+        );
+        // A key file that is not an RSA public key is an error at start.
+        let ec = rcgen::KeyPair::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rs256-test.pub.pem"), ec.public_key_pem()).unwrap();
+        assert!(Verifier::from_settings(&settings, dir.path()).is_err());
+    }
+
+    #[test]
     fn api_keys_parse_and_match() {
         let k = ApiKeys::parse("desk:0123456789abcdef0123, bot:fedcba9876543210fedc").unwrap();
         assert_eq!(k.publisher("0123456789abcdef0123"), Some("desk"));
