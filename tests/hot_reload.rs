@@ -124,3 +124,82 @@ fn sighup_reloads_when_the_file_watch_is_off() {
 fn ensure_raw(broker: &Broker, prefix: &str) {
     create_topic(broker, &format!("{prefix}.raw"), 1);
 }
+
+#[test]
+fn a_channel_added_to_the_file_is_served_by_the_running_edge() {
+    use common::ws::{Ws, token};
+    use serde_json::json;
+
+    let broker = Broker::start();
+    let prefix = unique_prefix("added");
+    let (dir, path) = write_config(&config(&prefix, "0.1", "0.1", ""));
+    create_topic(&broker, &format!("{prefix}.raw"), 1);
+    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
+    wait_ready(&node, Duration::from_secs(60));
+    let port = node.http_port;
+    let every_channel = token("ann", &["*"], None, false, 600);
+    let fresh = "[channels.fresh]\nmarkup = { unit = \"pips\", bid = \"2\", ask = \"2\" }\n";
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A client connected before the edit.
+        let mut early = Ws::connect(port, "/ws").await;
+        early.setup(&every_channel).await;
+        early
+            .send(json!({"type": "subscribe", "topic": "fresh"}))
+            .await;
+        early.expect_error("unknown_topic").await;
+
+        replace_file(&path, &config(&prefix, "0.1", "0.1", fresh));
+        // The transform creates the topic, the edge finds it: served within seconds, on the
+        // connection that was already open.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            early
+                .send(json!({"type": "subscribe", "topic": "fresh"}))
+                .await;
+            let f = early
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an answer");
+            if f["type"] == "subscribed" {
+                break;
+            }
+            assert_eq!(f["code"], "unknown_topic", "{f}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the running edge never served the added channel:\n{}",
+                node.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        early.expect("snapshot").await;
+
+        // A price priced with the new channel's rules reaches the client, seqNo = its offset.
+        produce(
+            &broker,
+            &format!("{prefix}.raw"),
+            &[(0, Some("EURUSD"), PRICE)],
+        );
+        let m = early.expect("message").await;
+        assert_eq!(m["topic"], "fresh", "{m}");
+        assert_eq!(
+            (m["data"]["bid"].as_str(), m["data"]["ask"].as_str()),
+            (Some("1.09980"), Some("1.10030")),
+            "{m}"
+        );
+        let records = read_all(&broker, &format!("{prefix}.fresh"), 1);
+        assert_eq!(m["seqNo"], records.last().unwrap().offset, "{m}");
+
+        // A connection opened afterwards gets it in its snapshot.
+        let mut late = Ws::connect(port, "/ws").await;
+        late.setup(&every_channel).await;
+        late.send(json!({"type": "subscribe", "topic": "fresh"}))
+            .await;
+        late.expect("subscribed").await;
+        let snap = late.expect("snapshot").await;
+        assert_eq!(snap["prices"][0]["data"]["bid"], "1.09980", "{snap}");
+    });
+    let stats = http_get(port, "/stats").unwrap();
+    assert!(stats.contains("\"topic\":\"fresh\""), "{stats}");
+}

@@ -124,7 +124,7 @@ async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
             "demo mode is off (start the edge with --demo to get demo tokens here)",
         );
     };
-    let channels: Vec<String> = edge.hub.topics.keys().cloned().collect();
+    let channels: Vec<String> = edge.hub.topics().keys().cloned().collect();
     let body = signer.session(&edge.rules.load(), &channels);
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
@@ -145,7 +145,7 @@ async fn stats(State(slot): State<EdgeSlot>) -> Response {
 fn stats_body(edge: &Edge) -> Stats {
     let mut topics: Vec<TopicStats> = edge
         .hub
-        .topics
+        .topics()
         .values()
         .map(|t| TopicStats {
             topic: t.channel.clone(),

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
@@ -348,9 +349,14 @@ impl TopicLog {
     }
 }
 
-/// Every channel topic this edge serves.
+/// Every channel topic this edge serves, by channel name.
+pub type Topics = FxHashMap<String, Arc<TopicLog>>;
+
+/// Every channel topic this edge serves. A channel added to channels.toml while the edge runs
+/// joins once the reader has read its topic up to where it was when it was found
+/// ([`Hub::add_topic`]); none leaves.
 pub struct Hub {
-    pub topics: FxHashMap<String, Arc<TopicLog>>,
+    topics: ArcSwap<Topics>,
     pub symbols: Symbols,
     pub history: usize,
     caught_up: AtomicBool,
@@ -360,10 +366,12 @@ pub struct Hub {
 impl Hub {
     pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize) -> Hub {
         Hub {
-            topics: topics
-                .into_iter()
-                .map(|t| (t.channel.clone(), Arc::new(t)))
-                .collect(),
+            topics: ArcSwap::from_pointee(
+                topics
+                    .into_iter()
+                    .map(|t| (t.channel.clone(), Arc::new(t)))
+                    .collect(),
+            ),
             symbols,
             history,
             caught_up: AtomicBool::new(false),
@@ -371,8 +379,23 @@ impl Hub {
         }
     }
 
-    pub fn topic(&self, channel: &str) -> Option<&Arc<TopicLog>> {
-        self.topics.get(channel)
+    pub fn topic(&self, channel: &str) -> Option<Arc<TopicLog>> {
+        self.topics.load().get(channel).cloned()
+    }
+
+    /// The channel topics served now.
+    pub fn topics(&self) -> Arc<Topics> {
+        self.topics.load_full()
+    }
+
+    /// Serves one more channel topic (it keeps its place if the channel is already served).
+    pub fn add_topic(&self, log: Arc<TopicLog>) {
+        self.topics.rcu(|current| {
+            let mut next = Topics::clone(current);
+            next.entry(log.channel.clone())
+                .or_insert_with(|| log.clone());
+            next
+        });
     }
 
     pub fn set_caught_up(&self) {

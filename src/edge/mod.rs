@@ -274,15 +274,26 @@ pub async fn start(
     });
     let (probe_kafka, probe_edge, probe_shutdown) =
         (opts.kafka.clone(), edge.clone(), shutdown.clone());
+    // Channels added to channels.toml: found by the probe, read by the reader.
+    let (added_tx, added_rx) = std::sync::mpsc::channel();
+    let serves_every_channel = opts.channels.is_none();
     std::thread::Builder::new()
         .name("edge-probe".into())
-        .spawn(move || reader::probe_loop(&probe_kafka, probe_edge, probe_shutdown))
+        .spawn(move || {
+            reader::probe_loop(
+                &probe_kafka,
+                probe_edge,
+                added_tx,
+                serves_every_channel,
+                probe_shutdown,
+            )
+        })
         .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the probe: {e}")))?;
     let reader_edge = edge.clone();
     let reader_shutdown = shutdown.clone();
     std::thread::Builder::new()
         .name("edge-reader".into())
-        .spawn(move || reader::run(consumer, targets, reader_edge, reader_shutdown))
+        .spawn(move || reader::run(consumer, targets, reader_edge, added_rx, reader_shutdown))
         .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the reader: {e}")))?;
     tracing::info!(
         channels = %channels.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),

@@ -2,17 +2,20 @@
 //! group, so any number of edge nodes read the same topics side by side), starts each partition
 //! `snapshot_lookback_records` before its end (so snapshots know every symbol that ticked in that
 //! window; memory keeps the last `history_per_partition`), and appends what it reads to the
-//! [`Hub`].
+//! [`Hub`]. A channel added to channels.toml while the edge runs is found by the probe thread
+//! (which may wait on Kafka), positioned the same way and handed to the reader, which adds it to
+//! its assignment and to the hub once it has read the topic up to where it ended when found.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Entry, Hub, TopicLog, encode_entry};
@@ -76,6 +79,27 @@ pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaFailure> 
     BaseConsumer::from_config(&c).map_err(kafka::ctx("creating the edge's Kafka consumer"))
 }
 
+/// Positions every partition of `topic` `back` records before its end (or at its start) and
+/// returns each partition's end.
+fn position(
+    client: &BaseConsumer,
+    topic: &TopicLog,
+    back: usize,
+) -> Result<Vec<i64>, KafkaFailure> {
+    let mut ends = Vec::with_capacity(topic.partitions.len());
+    for (p, log) in topic.partitions.iter().enumerate() {
+        let (low, high) = client
+            .fetch_watermarks(&topic.kafka_topic, p as i32, ADMIN_TIMEOUT)
+            .map_err(kafka::ctx(format!(
+                "reading watermarks of {}/{p}",
+                topic.kafka_topic
+            )))?;
+        log.start_at(high.saturating_sub(back as i64).max(low).max(0));
+        ends.push(high);
+    }
+    Ok(ends)
+}
+
 /// Positions every partition and returns the consumer; `hub` knows where each one starts.
 pub fn assign(
     settings: &KafkaSettings,
@@ -83,32 +107,20 @@ pub fn assign(
     lookback: usize,
 ) -> Result<(BaseConsumer, Targets), KafkaFailure> {
     let consumer = consumer(settings)?;
-    let mut tpl = TopicPartitionList::new();
     let mut targets = Targets::default();
-    for topic in hub.topics.values() {
-        for (p, log) in topic.partitions.iter().enumerate() {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic.kafka_topic, p as i32, ADMIN_TIMEOUT)
-                .map_err(kafka::ctx(format!(
-                    "reading watermarks of {}/{p}",
-                    topic.kafka_topic
-                )))?;
-            let back = hub.history.max(lookback) as i64;
-            let start = high.saturating_sub(back).max(low).max(0);
-            log.start_at(start);
-            if high > start {
+    let topics = hub.topics();
+    for topic in topics.values() {
+        let ends = position(&consumer, topic, hub.history.max(lookback))?;
+        for ((p, log), high) in topic.partitions.iter().enumerate().zip(ends) {
+            if high > log.next() {
                 // Caught up once the record at high - 1 is read (on Tansu: the last batch).
                 targets
                     .0
                     .insert((topic.kafka_topic.clone(), p as i32), high - 1);
             }
-            tpl.add_partition_offset(&topic.kafka_topic, p as i32, Offset::Offset(start))
-                .map_err(kafka::ctx("building the edge's assignment"))?;
         }
     }
-    consumer
-        .assign(&tpl)
-        .map_err(kafka::ctx("assigning the channel topics"))?;
+    assign_all(&consumer, topics.values())?;
     Ok((consumer, targets))
 }
 
@@ -116,21 +128,36 @@ pub fn assign(
 #[derive(Default)]
 pub struct Targets(FxHashMap<(String, i32), i64>);
 
-/// Reads until `shutdown`; run it on a blocking thread.
+/// A channel added to channels.toml after the edge started, positioned, with the end each
+/// partition had when it was found.
+pub struct NewTopic {
+    log: Arc<TopicLog>,
+    ends: Vec<i64>,
+}
+
+/// A [`NewTopic`] being read up to its ends before it joins the hub: the partitions still short
+/// of theirs, with the offset that completes each.
+struct Joining {
+    log: Arc<TopicLog>,
+    waits: FxHashMap<i32, i64>,
+}
+
+/// Reads until `shutdown`; run it on a blocking thread. Topics sent on `added` are read too.
 pub fn run(
     consumer: BaseConsumer,
     mut targets: Targets,
     edge: Arc<super::Edge>,
+    added: Receiver<NewTopic>,
     shutdown: CancellationToken,
 ) {
     let hub = edge.hub.clone();
-    let by_topic: FxHashMap<String, Arc<TopicLog>> = hub
-        .topics
+    let mut by_topic: FxHashMap<String, Arc<TopicLog>> = hub
+        .topics()
         .values()
         .map(|t| (t.kafka_topic.clone(), t.clone()))
         .collect();
-    let records_in: FxHashMap<String, metrics::Counter> = hub
-        .topics
+    let mut records_in: FxHashMap<String, metrics::Counter> = hub
+        .topics()
         .values()
         .map(|t| {
             (
@@ -145,7 +172,30 @@ pub fn run(
     let mut limiter = LogLimiter::new(Duration::from_secs(10));
     let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
     let mut touched: Vec<Arc<TopicLog>> = Vec::new();
+    let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
     while !shutdown.is_cancelled() {
+        let mut reassign = false;
+        while let Ok(new) = added.try_recv() {
+            let t = new.log;
+            by_topic.insert(t.kafka_topic.clone(), t.clone());
+            records_in.insert(
+                t.kafka_topic.clone(),
+                telemetry::edge_records_in(&t.channel),
+            );
+            let waits = (t.partitions.iter().zip(&new.ends).enumerate())
+                .filter(|(_, (log, end))| **end > log.next())
+                .map(|(p, (_, end))| (p as i32, end - 1))
+                .collect();
+            joining.insert(t.kafka_topic.clone(), Joining { log: t, waits });
+            reassign = true;
+        }
+        if reassign {
+            // Every partition goes on from what the hub holds: nothing polled is pending here
+            // (the last batch was appended), so the reassignment skips and repeats nothing.
+            if let Err(e) = assign_all(&consumer, by_topic.values()) {
+                tracing::warn!("adding a channel topic to the edge's assignment: {e}");
+            }
+        }
         let mut n = 0;
         let mut wait = Duration::from_millis(100);
         while n < MAX_BATCH {
@@ -202,6 +252,11 @@ pub fn run(
                     }
                 }
             }
+            if let Some(j) = joining.get_mut(m.topic())
+                && j.waits.get(&partition).is_some_and(|t| m.offset() >= *t)
+            {
+                j.waits.remove(&partition);
+            }
             let key = (m.topic().to_string(), partition);
             if targets.0.get(&key).is_some_and(|t| m.offset() >= *t) {
                 targets.0.remove(&key);
@@ -226,17 +281,54 @@ pub fn run(
         for t in touched.drain(..) {
             t.wake();
         }
+        joining.retain(|_, j| {
+            if !j.waits.is_empty() {
+                return true;
+            }
+            tracing::info!(channel = %j.log.channel, topic = %j.log.kafka_topic, "serving a channel added to channels.toml");
+            hub.add_topic(j.log.clone());
+            false
+        });
     }
     let _ = consumer.unassign();
+}
+
+/// Assigns every partition of `topics` (the whole assignment), each from the offset after the
+/// last one the hub holds.
+fn assign_all<'a>(
+    consumer: &BaseConsumer,
+    topics: impl IntoIterator<Item = &'a Arc<TopicLog>>,
+) -> Result<(), KafkaFailure> {
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for (p, log) in t.partitions.iter().enumerate() {
+            tpl.add_partition_offset(&t.kafka_topic, p as i32, Offset::Offset(log.next()))
+                .map_err(kafka::ctx("building the edge's assignment"))?;
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(kafka::ctx("assigning the channel topics"))
 }
 
 /// How often the edge checks that Kafka answers.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Checks every [`PROBE_INTERVAL`] that Kafka answers (for `/readyz`), with a client of its own
-/// on its own thread: a slow answer (a metadata request can block for seconds) must never hold
-/// the reader, or every session would stall with it.
-pub fn probe_loop(settings: &KafkaSettings, edge: Arc<super::Edge>, shutdown: CancellationToken) {
+/// How often the edge looks for channels added to channels.toml (when it serves every channel).
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Checks every [`PROBE_INTERVAL`] that Kafka answers (for `/readyz`) and, when the edge serves
+/// every channel, every [`DISCOVERY_INTERVAL`] whether channels.toml gained a channel whose topic
+/// exists (handed to the reader on `added`). It has a client of its own on its own thread: a
+/// slow answer (a metadata request can block for seconds) must never hold the reader, or every
+/// session would stall with it.
+pub fn probe_loop(
+    settings: &KafkaSettings,
+    edge: Arc<super::Edge>,
+    added: Sender<NewTopic>,
+    serves_every_channel: bool,
+    shutdown: CancellationToken,
+) {
     let client = match settings.reader() {
         Ok(c) => c,
         Err(e) => {
@@ -244,17 +336,70 @@ pub fn probe_loop(settings: &KafkaSettings, edge: Arc<super::Edge>, shutdown: Ca
             return;
         }
     };
+    let mut found: FxHashSet<String> = edge.hub.topics().keys().cloned().collect();
+    let mut waiting_logged: FxHashSet<String> = FxHashSet::default();
+    let mut next_probe = Instant::now();
+    let mut next_discovery = Instant::now();
     while !shutdown.is_cancelled() {
-        let next = Instant::now() + PROBE_INTERVAL;
-        probe(&client, &edge.hub, &edge.kafka_error);
-        while Instant::now() < next && !shutdown.is_cancelled() {
-            std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() >= next_probe {
+            next_probe = Instant::now() + PROBE_INTERVAL;
+            probe(&client, &edge.hub, &edge.kafka_error);
+        }
+        if serves_every_channel && Instant::now() >= next_discovery {
+            next_discovery = Instant::now() + DISCOVERY_INTERVAL;
+            discover(&client, &edge, &mut found, &mut waiting_logged, &added);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Hands every channel of the live rules that is not `found` yet, and whose topic exists, to the
+/// reader.
+fn discover(
+    client: &BaseConsumer,
+    edge: &super::Edge,
+    found: &mut FxHashSet<String>,
+    waiting_logged: &mut FxHashSet<String>,
+    added: &Sender<NewTopic>,
+) {
+    let rules = edge.rules.load();
+    for c in &rules.channels {
+        if found.contains(&c.name) {
+            continue;
+        }
+        let count = match kafka::partition_count(client, &c.topic) {
+            Ok(Some(n)) => n as usize,
+            Ok(None) => {
+                if waiting_logged.insert(c.name.clone()) {
+                    tracing::info!(channel = %c.name, topic = %c.topic, "a channel added to channels.toml: waiting for its topic (the transform workers create it)");
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(channel = %c.name, "looking for an added channel's topic: {e}");
+                continue;
+            }
+        };
+        let log = TopicLog::new(&c.name, &c.topic, count);
+        let back = edge
+            .hub
+            .history
+            .max(edge.settings.snapshot_lookback_records);
+        match position(client, &log, back) {
+            Ok(ends) => {
+                found.insert(c.name.clone());
+                let _ = added.send(NewTopic {
+                    log: Arc::new(log),
+                    ends,
+                });
+            }
+            Err(e) => tracing::warn!(channel = %c.name, "positioning an added channel: {e}"),
         }
     }
 }
 
 fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
-    for topic in hub.topics.values() {
+    for topic in hub.topics().values() {
         for p in 0..topic.partitions.len() {
             if let Err(e) =
                 consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2))

@@ -267,8 +267,9 @@ impl Session {
             );
             return None;
         }
-        let Some(log) = self.edge.hub.topic(topic).cloned() else {
-            let mut known: Vec<&str> = self.edge.hub.topics.keys().map(String::as_str).collect();
+        let Some(log) = self.edge.hub.topic(topic) else {
+            let topics = self.edge.hub.topics();
+            let mut known: Vec<&str> = topics.keys().map(String::as_str).collect();
             known.sort_unstable();
             self.fail(
                 Code::UnknownTopic,
