@@ -9,6 +9,7 @@ pub mod demo;
 pub mod http;
 pub mod hub;
 mod outbox;
+mod probe;
 pub mod protocol;
 pub mod publish;
 pub mod reader;
@@ -280,7 +281,7 @@ pub async fn start(
     std::thread::Builder::new()
         .name("edge-probe".into())
         .spawn(move || {
-            reader::probe_loop(
+            probe::probe_loop(
                 &probe_kafka,
                 probe_edge,
                 added_tx,

@@ -2,20 +2,21 @@
 //! group, so any number of edge nodes read the same topics side by side), starts each partition
 //! `snapshot_lookback_records` before its end (so snapshots know every symbol that ticked in that
 //! window; memory keeps the last `history_per_partition`), and appends what it reads to the
-//! [`Hub`]. A channel added to channels.toml while the edge runs is found by the probe thread
-//! (which may wait on Kafka), positioned the same way and handed to the reader, which adds it to
-//! its assignment and to the hub once it has read the topic up to where it ended when found.
+//! [`Hub`]. A channel added to channels.toml while the edge runs is found by the
+//! [probe](super::probe) thread (which may wait on Kafka), positioned the same way and handed to
+//! the reader, which adds it to its assignment and to the hub once it has read the topic up to
+//! where it ended when found.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Entry, Hub, TopicLog, encode_entry};
@@ -81,7 +82,7 @@ pub fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaFailure> 
 
 /// Positions every partition of `topic` `back` records before its end (or at its start) and
 /// returns each partition's end.
-fn position(
+pub fn position(
     client: &BaseConsumer,
     topic: &TopicLog,
     back: usize,
@@ -131,8 +132,8 @@ pub struct Targets(FxHashMap<(String, i32), i64>);
 /// A channel added to channels.toml after the edge started, positioned, with the end each
 /// partition had when it was found.
 pub struct NewTopic {
-    log: Arc<TopicLog>,
-    ends: Vec<i64>,
+    pub log: Arc<TopicLog>,
+    pub ends: Vec<i64>,
 }
 
 /// A [`NewTopic`] being read up to its ends before it joins the hub: the partitions still short
@@ -309,109 +310,4 @@ fn assign_all<'a>(
     consumer
         .assign(&tpl)
         .map_err(kafka::ctx("assigning the channel topics"))
-}
-
-/// How often the edge checks that Kafka answers.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How often the edge looks for channels added to channels.toml (when it serves every channel).
-const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Checks every [`PROBE_INTERVAL`] that Kafka answers (for `/readyz`) and, when the edge serves
-/// every channel, every [`DISCOVERY_INTERVAL`] whether channels.toml gained a channel whose topic
-/// exists (handed to the reader on `added`). It has a client of its own on its own thread: a
-/// slow answer (a metadata request can block for seconds) must never hold the reader, or every
-/// session would stall with it.
-pub fn probe_loop(
-    settings: &KafkaSettings,
-    edge: Arc<super::Edge>,
-    added: Sender<NewTopic>,
-    serves_every_channel: bool,
-    shutdown: CancellationToken,
-) {
-    let client = match settings.reader() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("no Kafka probe for /readyz: {e}");
-            return;
-        }
-    };
-    let mut found: FxHashSet<String> = edge.hub.topics().keys().cloned().collect();
-    let mut waiting_logged: FxHashSet<String> = FxHashSet::default();
-    let mut next_probe = Instant::now();
-    let mut next_discovery = Instant::now();
-    while !shutdown.is_cancelled() {
-        if Instant::now() >= next_probe {
-            next_probe = Instant::now() + PROBE_INTERVAL;
-            probe(&client, &edge.hub, &edge.kafka_error);
-        }
-        if serves_every_channel && Instant::now() >= next_discovery {
-            next_discovery = Instant::now() + DISCOVERY_INTERVAL;
-            discover(&client, &edge, &mut found, &mut waiting_logged, &added);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Hands every channel of the live rules that is not `found` yet, and whose topic exists, to the
-/// reader.
-fn discover(
-    client: &BaseConsumer,
-    edge: &super::Edge,
-    found: &mut FxHashSet<String>,
-    waiting_logged: &mut FxHashSet<String>,
-    added: &Sender<NewTopic>,
-) {
-    let rules = edge.rules.load();
-    for c in &rules.channels {
-        if found.contains(&c.name) {
-            continue;
-        }
-        let count = match kafka::partition_count(client, &c.topic) {
-            Ok(Some(n)) => n as usize,
-            Ok(None) => {
-                if waiting_logged.insert(c.name.clone()) {
-                    tracing::info!(channel = %c.name, topic = %c.topic, "a channel added to channels.toml: waiting for its topic (the transform workers create it)");
-                }
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(channel = %c.name, "looking for an added channel's topic: {e}");
-                continue;
-            }
-        };
-        let log = TopicLog::new(&c.name, &c.topic, count);
-        let back = edge
-            .hub
-            .history
-            .max(edge.settings.snapshot_lookback_records);
-        match position(client, &log, back) {
-            Ok(ends) => {
-                found.insert(c.name.clone());
-                let _ = added.send(NewTopic {
-                    log: Arc::new(log),
-                    ends,
-                });
-            }
-            Err(e) => tracing::warn!(channel = %c.name, "positioning an added channel: {e}"),
-        }
-    }
-}
-
-fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
-    for topic in hub.topics().values() {
-        for p in 0..topic.partitions.len() {
-            if let Err(e) =
-                consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2))
-            {
-                if !error.swap(true, Ordering::AcqRel) {
-                    tracing::warn!("Kafka does not answer the edge: {e}");
-                }
-                return;
-            }
-        }
-    }
-    if error.swap(false, Ordering::AcqRel) {
-        tracing::info!("Kafka answers the edge again");
-    }
 }
