@@ -127,71 +127,118 @@ fn ensure_raw(broker: &Broker, prefix: &str) {
 
 #[test]
 fn a_channel_added_to_the_file_is_served_by_the_running_edge() {
-    use common::ws::{Ws, token};
-    use serde_json::json;
+    use common::ws::{Received, Ws, token, unix_now_ms};
+    use serde_json::{Value, json};
 
     let broker = Broker::start();
     let prefix = unique_prefix("added");
     let (dir, path) = write_config(&config(&prefix, "0.1", "0.1", ""));
-    create_topic(&broker, &format!("{prefix}.raw"), 1);
+    let raw = format!("{prefix}.raw");
+    create_topic(&broker, &raw, 1);
+    // The new channel's topic already holds a price (an earlier life of the channel): the edge
+    // reads the topic up to there before it serves the channel.
+    create_topic(&broker, &format!("{prefix}.fresh"), 1);
+    let earlier = format!(
+        r#"{{"symbol":"EURUSD","bid":"1.00000","ask":"1.00010","ts":{},"stale":false}}"#,
+        unix_now_ms()
+    );
+    produce(
+        &broker,
+        &format!("{prefix}.fresh"),
+        &[(0, Some("EURUSD"), &earlier)],
+    );
     let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
     wait_ready(&node, Duration::from_secs(60));
     let port = node.http_port;
     let every_channel = token("ann", &["*"], None, false, 600);
     let fresh = "[channels.fresh]\nmarkup = { unit = \"pips\", bid = \"2\", ask = \"2\" }\n";
+    let price = || produce(&broker, &raw, &[(0, Some("EURUSD"), PRICE)]);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        // A client connected before the edit.
+        // A client connected before the edit streams channel c across it.
         let mut early = Ws::connect(port, "/ws").await;
         early.setup(&every_channel).await;
+        early.send(json!({"type": "subscribe", "topic": "c"})).await;
+        early.expect("subscribed").await;
+        let mut c = Received::default();
+        c.take(&early.expect("snapshot").await);
+        let c_from = c.last.get(&0).copied().unwrap_or(-1);
         early
             .send(json!({"type": "subscribe", "topic": "fresh"}))
             .await;
         early.expect_error("unknown_topic").await;
 
         replace_file(&path, &config(&prefix, "0.1", "0.1", fresh));
-        // The transform creates the topic, the edge finds it: served within seconds, on the
-        // connection that was already open.
+        // The transform takes the new rules, the edge finds the channel and reads its topic:
+        // served within seconds, on the connection that was already open. Prices keep coming.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        let snapshot: Value = 'served: loop {
+            price();
             early
                 .send(json!({"type": "subscribe", "topic": "fresh"}))
                 .await;
-            let f = early
-                .next(Duration::from_secs(10))
-                .await
-                .expect("an answer");
-            if f["type"] == "subscribed" {
-                break;
+            loop {
+                let f = early.next(Duration::from_secs(10)).await.expect("a frame");
+                match (f["type"].as_str(), f["topic"].as_str()) {
+                    (_, Some("c")) => c.take(&f),
+                    (Some("subscribed"), Some("fresh")) => {
+                        break 'served early.expect("snapshot").await;
+                    }
+                    (Some("error"), _) if f["code"] == "unknown_topic" => break,
+                    _ => panic!("unexpected frame {f}"),
+                }
             }
-            assert_eq!(f["code"], "unknown_topic", "{f}");
             assert!(
                 std::time::Instant::now() < deadline,
                 "the running edge never served the added channel:\n{}",
                 node.log_text()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        early.expect("snapshot").await;
+        };
+        // The snapshot covers what the topic held when the edge found it.
+        assert!(snapshot["upTo"]["0"].as_i64() >= Some(0), "{snapshot}");
 
-        // A price priced with the new channel's rules reaches the client, seqNo = its offset.
-        produce(
-            &broker,
-            &format!("{prefix}.raw"),
-            &[(0, Some("EURUSD"), PRICE)],
-        );
-        let m = early.expect("message").await;
-        assert_eq!(m["topic"], "fresh", "{m}");
+        // A price made with the new channel's rules reaches the client, seqNo = its offset; c
+        // goes on with every record, none twice.
+        let c_before = c.count();
+        price();
+        let m = loop {
+            let f = early.next(Duration::from_secs(20)).await.expect("a frame");
+            match f["topic"].as_str() {
+                Some("c") => c.take(&f),
+                Some("fresh") if f["type"] == "message" => break f,
+                _ => panic!("unexpected frame {f}"),
+            }
+        };
         assert_eq!(
             (m["data"]["bid"].as_str(), m["data"]["ask"].as_str()),
             (Some("1.09980"), Some("1.10030")),
             "{m}"
         );
         let records = read_all(&broker, &format!("{prefix}.fresh"), 1);
-        assert_eq!(m["seqNo"], records.last().unwrap().offset, "{m}");
+        let record = records.iter().find(|r| m["seqNo"] == r.offset);
+        assert_eq!(
+            record.map(|r| r.json()["bid"].clone()),
+            Some(m["data"]["bid"].clone()),
+            "seqNo is the record's offset: {m}"
+        );
+        while c.count() == c_before {
+            let f = early.expect("message").await;
+            c.take(&f);
+        }
+        let seqs = &c.seqs[&0];
+        assert_eq!(
+            seqs[0],
+            c_from + 1,
+            "c's first message follows its snapshot"
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "c skipped or repeated records across the change: {seqs:?}"
+        );
 
-        // A connection opened afterwards gets it in its snapshot.
+        // A connection opened afterwards gets the new channel's latest price in its snapshot.
         let mut late = Ws::connect(port, "/ws").await;
         late.setup(&every_channel).await;
         late.send(json!({"type": "subscribe", "topic": "fresh"}))

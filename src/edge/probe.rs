@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, TopicLog};
 use super::reader::{NewTopic, position};
 use crate::kafka::{self, KafkaSettings};
+use crate::telemetry::LogLimiter;
 
 /// How often the edge checks that Kafka answers.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -43,6 +44,7 @@ pub fn probe_loop(
     };
     let mut found: FxHashSet<String> = edge.hub.topics().keys().cloned().collect();
     let mut waiting_logged: FxHashSet<String> = FxHashSet::default();
+    let mut limiter = LogLimiter::new(Duration::from_secs(30));
     let mut next_probe = Instant::now();
     let mut next_discovery = Instant::now();
     while !shutdown.is_cancelled() {
@@ -52,7 +54,14 @@ pub fn probe_loop(
         }
         if serves_every_channel && Instant::now() >= next_discovery {
             next_discovery = Instant::now() + DISCOVERY_INTERVAL;
-            discover(&client, &edge, &mut found, &mut waiting_logged, &added);
+            discover(
+                &client,
+                &edge,
+                &mut found,
+                &mut waiting_logged,
+                &mut limiter,
+                &added,
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -65,6 +74,7 @@ fn discover(
     edge: &super::Edge,
     found: &mut FxHashSet<String>,
     waiting_logged: &mut FxHashSet<String>,
+    limiter: &mut LogLimiter,
     added: &Sender<NewTopic>,
 ) {
     let rules = edge.rules.load();
@@ -81,7 +91,9 @@ fn discover(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(channel = %c.name, "looking for an added channel's topic: {e}");
+                if limiter.allow("added-channel-metadata") {
+                    tracing::warn!(channel = %c.name, "looking for an added channel's topic: {e}");
+                }
                 continue;
             }
         };
@@ -98,7 +110,11 @@ fn discover(
                     ends,
                 });
             }
-            Err(e) => tracing::warn!(channel = %c.name, "positioning an added channel: {e}"),
+            Err(e) => {
+                if limiter.allow("added-channel-position") {
+                    tracing::warn!(channel = %c.name, "positioning an added channel: {e}");
+                }
+            }
         }
     }
 }

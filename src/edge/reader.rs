@@ -4,13 +4,13 @@
 //! window; memory keeps the last `history_per_partition`), and appends what it reads to the
 //! [`Hub`]. A channel added to channels.toml while the edge runs is found by the
 //! [probe](super::probe) thread (which may wait on Kafka), positioned the same way and handed to
-//! the reader, which adds it to its assignment and to the hub once it has read the topic up to
-//! where it ended when found.
+//! the reader, which adds its partitions to the assignment (the others are not touched) and the
+//! topic to the hub once it has read the topic up to where it ended when found.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -121,7 +121,9 @@ pub fn assign(
             }
         }
     }
-    assign_all(&consumer, topics.values())?;
+    consumer
+        .assign(&partitions(topics.values())?)
+        .map_err(kafka::ctx("assigning the channel topics"))?;
     Ok((consumer, targets))
 }
 
@@ -137,11 +139,15 @@ pub struct NewTopic {
 }
 
 /// A [`NewTopic`] being read up to its ends before it joins the hub: the partitions still short
-/// of theirs, with the offset that completes each.
+/// of theirs, with that end (the offset after the record that completes each).
 struct Joining {
     log: Arc<TopicLog>,
     waits: FxHashMap<i32, i64>,
+    since: Instant,
 }
+
+/// How long an added channel may take to be read up to its end before the edge says so.
+const JOINING_WARN_AFTER: Duration = Duration::from_secs(30);
 
 /// Reads until `shutdown`; run it on a blocking thread. Topics sent on `added` are read too.
 pub fn run(
@@ -174,8 +180,9 @@ pub fn run(
     let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
     let mut touched: Vec<Arc<TopicLog>> = Vec::new();
     let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
+    // Added topics not in the consumer's assignment yet (a failed assignment is retried).
+    let mut unassigned: Vec<Arc<TopicLog>> = Vec::new();
     while !shutdown.is_cancelled() {
-        let mut reassign = false;
         while let Ok(new) = added.try_recv() {
             let t = new.log;
             by_topic.insert(t.kafka_topic.clone(), t.clone());
@@ -185,16 +192,28 @@ pub fn run(
             );
             let waits = (t.partitions.iter().zip(&new.ends).enumerate())
                 .filter(|(_, (log, end))| **end > log.next())
-                .map(|(p, (_, end))| (p as i32, end - 1))
+                .map(|(p, (_, end))| (p as i32, *end))
                 .collect();
-            joining.insert(t.kafka_topic.clone(), Joining { log: t, waits });
-            reassign = true;
+            unassigned.push(t.clone());
+            let since = Instant::now();
+            joining.insert(
+                t.kafka_topic.clone(),
+                Joining {
+                    log: t,
+                    waits,
+                    since,
+                },
+            );
         }
-        if reassign {
-            // Every partition goes on from what the hub holds: nothing polled is pending here
-            // (the last batch was appended), so the reassignment skips and repeats nothing.
-            if let Err(e) = assign_all(&consumer, by_topic.values()) {
-                tracing::warn!("adding a channel topic to the edge's assignment: {e}");
+        if !unassigned.is_empty() {
+            // Only the new partitions: the others keep their fetch position and prefetched data.
+            match add_to_assignment(&consumer, &unassigned) {
+                Ok(()) => unassigned.clear(),
+                Err(e) => {
+                    if limiter.allow("edge-assign") {
+                        tracing::warn!("adding a channel topic to the edge's assignment: {e}");
+                    }
+                }
             }
         }
         let mut n = 0;
@@ -253,11 +272,6 @@ pub fn run(
                     }
                 }
             }
-            if let Some(j) = joining.get_mut(m.topic())
-                && j.waits.get(&partition).is_some_and(|t| m.offset() >= *t)
-            {
-                j.waits.remove(&partition);
-            }
             let key = (m.topic().to_string(), partition);
             if targets.0.get(&key).is_some_and(|t| m.offset() >= *t) {
                 targets.0.remove(&key);
@@ -282,24 +296,17 @@ pub fn run(
         for t in touched.drain(..) {
             t.wake();
         }
-        joining.retain(|_, j| {
-            if !j.waits.is_empty() {
-                return true;
-            }
-            tracing::info!(channel = %j.log.channel, topic = %j.log.kafka_topic, "serving a channel added to channels.toml");
-            hub.add_topic(j.log.clone());
-            false
-        });
+        if !joining.is_empty() {
+            join_read_topics(&consumer, &hub, &mut joining, &mut limiter);
+        }
     }
     let _ = consumer.unassign();
 }
 
-/// Assigns every partition of `topics` (the whole assignment), each from the offset after the
-/// last one the hub holds.
-fn assign_all<'a>(
-    consumer: &BaseConsumer,
+/// Every partition of `topics`, each from the offset after the last one the hub holds.
+fn partitions<'a>(
     topics: impl IntoIterator<Item = &'a Arc<TopicLog>>,
-) -> Result<(), KafkaFailure> {
+) -> Result<TopicPartitionList, KafkaFailure> {
     let mut tpl = TopicPartitionList::new();
     for t in topics {
         for (p, log) in t.partitions.iter().enumerate() {
@@ -307,7 +314,46 @@ fn assign_all<'a>(
                 .map_err(kafka::ctx("building the edge's assignment"))?;
         }
     }
+    Ok(tpl)
+}
+
+/// Adds the partitions of `topics` to the assignment, leaving the others as they are.
+fn add_to_assignment(
+    consumer: &BaseConsumer,
+    topics: &[Arc<TopicLog>],
+) -> Result<(), KafkaFailure> {
     consumer
-        .assign(&tpl)
-        .map_err(kafka::ctx("assigning the channel topics"))
+        .incremental_assign(&partitions(topics)?)
+        .map_err(kafka::ctx("adding to the edge's assignment"))
+}
+
+/// Moves every joining topic read up to its ends into the hub. A partition is read when the hub
+/// holds its end, or when the consumer's position is there (the last records may be ones the
+/// edge skips, or offsets Kafka does not return, such as transaction markers).
+fn join_read_topics(
+    consumer: &BaseConsumer,
+    hub: &Hub,
+    joining: &mut FxHashMap<String, Joining>,
+    limiter: &mut LogLimiter,
+) {
+    let positions = consumer.position().ok(); // local: no request to Kafka
+    joining.retain(|topic, j| {
+        j.waits.retain(|&p, &mut end| {
+            let held = j.log.partitions[p as usize].next() >= end;
+            let passed = positions
+                .as_ref()
+                .and_then(|tpl| tpl.find_partition(topic, p))
+                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end));
+            !(held || passed)
+        });
+        if j.waits.is_empty() {
+            tracing::info!(channel = %j.log.channel, topic = %j.log.kafka_topic, "serving a channel added to channels.toml");
+            hub.add_topic(j.log.clone());
+            return false;
+        }
+        if j.since.elapsed() > JOINING_WARN_AFTER && limiter.allow("edge-joining") {
+            tracing::warn!(channel = %j.log.channel, partitions = ?j.waits.keys().collect::<Vec<_>>(), "an added channel is still being read up to where its topic ended when found");
+        }
+        true
+    });
 }
