@@ -109,6 +109,15 @@ pub async fn run(
                     Frame::Subscribed => {
                         counters.subscribed.fetch_add(1, Ordering::Relaxed);
                     }
+                    Frame::Snapshot(snapshot) => {
+                        counters.subscribed.fetch_add(1, Ordering::Relaxed);
+                        // The first message of each partition must follow what the snapshot
+                        // covers: a record lost in between is a gap too.
+                        for (p, up_to) in snapshot_up_to(snapshot) {
+                            let p = p as usize % MAX_PARTITIONS;
+                            last_seq[p] = last_seq[p].max(up_to);
+                        }
+                    }
                     Frame::EngineOpen => {
                         // Engine.IO open: join the default namespace.
                         let _ = send_text(&mut s, "40").await;
@@ -154,6 +163,8 @@ enum Frame<'a> {
     /// A price: the JSON object `{"type":"message",…}` (unwrapped from a Socket.IO event).
     Price(&'a [u8]),
     Subscribed,
+    /// pricefeed's snapshot, which follows `subscribed`.
+    Snapshot(&'a [u8]),
     EngineOpen,
     EnginePing,
     Other,
@@ -164,9 +175,9 @@ fn classify<'a>(target: &Target, payload: &'a [u8]) -> Frame<'a> {
         Target::Pricefeed { .. } | Target::Ws => {
             if payload.starts_with(b"{\"type\":\"message\"") {
                 Frame::Price(payload)
-            } else if payload.starts_with(b"{\"type\":\"snapshot\"")
-                || payload.starts_with(b"{\"type\":\"subscribed\"}")
-            {
+            } else if payload.starts_with(b"{\"type\":\"snapshot\"") {
+                Frame::Snapshot(payload)
+            } else if payload.starts_with(b"{\"type\":\"subscribed\"}") {
                 Frame::Subscribed
             } else {
                 Frame::Other
@@ -269,6 +280,24 @@ pub fn text_frame(text: &str) -> Vec<u8> {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `upTo` of a snapshot frame: `(partition, last seqNo covered)` for each partition that has
+/// one (`"upTo":{"0":41,"1":-1}`; -1 when the partition held nothing).
+pub fn snapshot_up_to(frame: &[u8]) -> Vec<(u64, i64)> {
+    let Some(at) = find(frame, b"\"upTo\":{") else {
+        return Vec::new();
+    };
+    let body = &frame[at + 8..];
+    let body = &body[..body.iter().position(|&b| b == b'}').unwrap_or(body.len())];
+    std::str::from_utf8(body)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            Some((k.trim_matches('"').parse().ok()?, v.parse().ok()?))
+        })
+        .collect()
 }
 
 /// `partition` and `seqNo` of a price frame: they come right after the topic near the start.
