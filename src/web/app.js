@@ -60,6 +60,9 @@ class Panel {
 
   open(channel) {
     this.socket?.close();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.pending = new Map(); // symbol → the latest price not drawn yet
     this.channel = channel;
     this.rows = new Map();
     const info = this.session.channels.find((c) => c.name === channel);
@@ -109,12 +112,21 @@ class Panel {
       this.renderCounters();
     });
     s.on("snapshot", (f) => {
+      this.pending.clear(); // what was waiting to be drawn is older than the snapshot
       for (const p of f.prices) this.update(p, false);
       this.renderCounters();
     });
+    // Prices are drawn once per animation frame, the latest per symbol: a burst of prices costs
+    // one layout, and a hidden tab does no drawing at all (it catches up when shown).
     s.on("price", (m) => {
-      this.update(m, true);
-      this.renderCounters();
+      this.pending.set(m.data.symbol, m);
+      if (this.frame) return;
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        for (const p of this.pending.values()) this.update(p, true);
+        this.pending.clear();
+        this.renderCounters();
+      });
     });
     s.on("gap", (g) => {
       console.warn("pricefeed: gap", g);
