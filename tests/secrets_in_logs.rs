@@ -210,4 +210,20 @@ fn the_command_line_never_shows_a_kafka_option_value() {
         assert_eq!(code, Some(2), "{text}");
         assert!(text.contains("--kafka-option"), "{text}");
     }
+    // The same typo after a valid option glues the password onto that option's value, which
+    // Kafka's client refuses, quoting it: the error names the option only.
+    let glued = format!("security.protocol=SASL_SSL,sasl.password:{KAFKA_PASSWORD}");
+    let (code, text) = run(
+        &[
+            "--brokers",
+            "127.0.0.1:1",
+            "--kafka-option",
+            &glued,
+            "tail",
+            "prices.vip",
+        ],
+        None,
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("security.protocol"), "{text}");
 }

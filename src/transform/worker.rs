@@ -91,7 +91,12 @@ pub(super) fn run_loop(
                 fatal: fatal.clone(),
             },
         )
-        .map_err(|e| TransformError::Kafka(format!("creating the producer: {e}")))?,
+        .map_err(|e| {
+            TransformError::Kafka(format!(
+                "creating the producer: {}",
+                crate::kafka::shown(&e)
+            ))
+        })?,
     );
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext {
@@ -108,7 +113,12 @@ pub(super) fn run_loop(
         &opts.kafka.group_consumer_config(&opts.group_id),
         context,
     )
-    .map_err(|e| TransformError::Kafka(format!("creating the consumer: {e}")))?;
+    .map_err(|e| {
+        TransformError::Kafka(format!(
+            "creating the consumer: {}",
+            crate::kafka::shown(&e)
+        ))
+    })?;
     consumer
         .subscribe(&[rules.kafka.raw_topic.as_str()])
         .map_err(|e| TransformError::Kafka(format!("subscribing: {e}")))?;
