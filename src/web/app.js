@@ -106,47 +106,63 @@ class Panel {
     };
     const s = SubSocket.byTopics(wsBase, [channel], { token });
     this.socket = s;
-    s.on("state", ({ state, attempt }) => {
+    // A socket replaced by a channel switch draws nothing more into this panel.
+    const on = (event, fn) => s.on(event, (v) => this.socket === s && fn(v));
+    on("state", ({ state, attempt }) => {
       this.badge.className = `state ${state}`;
       this.badge.textContent = state === "reconnecting" ? `reconnecting (${attempt})` : state;
       this.renderCounters();
     });
-    s.on("snapshot", (f) => {
+    on("snapshot", (f) => {
       this.pending.clear(); // what was waiting to be drawn is older than the snapshot
-      for (const p of f.prices) this.update(p, false);
-      this.renderCounters();
+      this.draw(f.prices, false);
     });
     // Prices are drawn once per animation frame, the latest per symbol: a burst of prices costs
     // one layout, and a hidden tab does no drawing at all (it catches up when shown).
-    s.on("price", (m) => {
+    on("price", (m) => {
       this.pending.set(m.data.symbol, m);
       if (this.frame) return;
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
-        for (const p of this.pending.values()) this.update(p, true);
+        const prices = [...this.pending.values()];
         this.pending.clear();
-        this.renderCounters();
+        this.draw(prices, true);
       });
     });
-    s.on("gap", (g) => {
+    on("gap", (g) => {
       console.warn("pricefeed: gap", g);
       this.renderCounters();
     });
-    s.on("error", (e) => console.warn("pricefeed:", e.code, e.message));
+    on("error", (e) => console.warn("pricefeed:", e.code, e.message));
   }
 
-  update(m, flash) {
+  /** Draws prices (with up/down flashes for live ones) in one layout pass. */
+  draw(prices, flash) {
+    const moved = [];
+    for (const m of prices) {
+      const move = this.update(m);
+      if (flash && move) moved.push(move);
+    }
+    if (moved.length > 0) {
+      // Restart the flash animation: classes off, one layout, classes on.
+      for (const [tr] of moved) tr.classList.remove("up", "down");
+      void this.el.offsetWidth;
+      for (const [tr, dir] of moved) tr.classList.add(dir);
+    }
+    this.tick();
+    this.renderCounters();
+  }
+
+  /** Writes one price into its row; returns [row, "up" | "down"] when the mid moved. */
+  update(m) {
     const d = m.data;
     const row = this.rows.get(d.symbol);
-    if (!row) return;
+    if (!row) return null;
     const ins = this.session.instruments[d.symbol];
     const { tenths, spread, scale, mid } = measure(d.bid, d.ask, ins.pip);
     const tr = row.tr;
-    tr.classList.remove("empty", "up", "down");
-    if (flash && row.mid !== null && mid !== row.mid) {
-      void tr.offsetWidth; // restart the animation
-      tr.classList.add(mid > row.mid ? "up" : "down");
-    }
+    tr.classList.remove("empty");
+    const move = row.mid !== null && mid !== row.mid ? [tr, mid > row.mid ? "up" : "down"] : null;
     row.mid = mid;
     row.ts = d.ts;
     row.stale = d.stale === true;
@@ -158,7 +174,7 @@ class Panel {
     tr.querySelector(".spread").textContent = pips(tenths);
     tr.querySelector(".seq").textContent = `${m.partition}:${m.seqNo}`;
     tr.querySelector(".latency").textContent = String(Math.max(0, Date.now() - d.ts));
-    this.tick();
+    return move;
   }
 
   /** Ages and stale marks move with the clock, not only with prices. */

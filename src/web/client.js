@@ -170,10 +170,12 @@ export class SubSocket {
     try {
       token = await this.#token();
     } catch (e) {
+      if (this.closedByUser) return;
       this.#emit("error", { code: "token", message: String(e) });
       this.#scheduleReconnect();
       return;
     }
+    if (this.closedByUser) return; // closed while the token was being fetched
     const ws = new this.WebSocket(this.url);
     this.ws = ws;
     ws.onopen = () => {
