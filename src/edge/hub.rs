@@ -359,12 +359,15 @@ pub struct Hub {
     topics: ArcSwap<Topics>,
     pub symbols: Symbols,
     pub history: usize,
+    /// How far before its end the reader starts each partition: enough for snapshots to know
+    /// every symbol that ticked in `snapshot_lookback_records`, and at least `history`.
+    pub read_back: usize,
     caught_up: AtomicBool,
     pub records_in: AtomicU64,
 }
 
 impl Hub {
-    pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize) -> Hub {
+    pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize, lookback: usize) -> Hub {
         Hub {
             topics: ArcSwap::from_pointee(
                 topics
@@ -374,6 +377,7 @@ impl Hub {
             ),
             symbols,
             history,
+            read_back: history.max(lookback),
             caught_up: AtomicBool::new(false),
             records_in: AtomicU64::new(0),
         }

@@ -231,14 +231,17 @@ pub async fn start(
         .map(|(c, n)| TopicLog::new(&c.name, &c.topic, *n))
         .collect();
     let settings = current.edge.clone();
-    let hub = Arc::new(Hub::new(logs, symbols, settings.history_per_partition));
+    let hub = Arc::new(Hub::new(
+        logs,
+        symbols,
+        settings.history_per_partition,
+        settings.snapshot_lookback_records,
+    ));
     let kafka = opts.kafka.clone();
     let hub2 = hub.clone();
-    let lookback = settings.snapshot_lookback_records;
-    let (consumer, targets) =
-        tokio::task::spawn_blocking(move || reader::assign(&kafka, &hub2, lookback))
-            .await
-            .map_err(|e| crate::kafka::KafkaFailure::Other(format!("assign task: {e}")))??;
+    let (consumer, targets) = tokio::task::spawn_blocking(move || reader::assign(&kafka, &hub2))
+        .await
+        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("assign task: {e}")))??;
     let publisher = Publisher::new(
         &opts.kafka,
         rules.clone(),

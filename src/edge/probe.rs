@@ -98,11 +98,7 @@ fn discover(
             }
         };
         let log = TopicLog::new(&c.name, &c.topic, count);
-        let back = edge
-            .hub
-            .history
-            .max(edge.settings.snapshot_lookback_records);
-        match position(client, &log, back) {
+        match position(client, &log, edge.hub.read_back) {
             Ok(ends) => {
                 found.insert(c.name.clone());
                 let _ = added.send(NewTopic {

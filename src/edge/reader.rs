@@ -105,13 +105,12 @@ pub fn position(
 pub fn assign(
     settings: &KafkaSettings,
     hub: &Hub,
-    lookback: usize,
 ) -> Result<(BaseConsumer, Targets), KafkaFailure> {
     let consumer = consumer(settings)?;
     let mut targets = Targets::default();
     let topics = hub.topics();
     for topic in topics.values() {
-        let ends = position(&consumer, topic, hub.history.max(lookback))?;
+        let ends = position(&consumer, topic, hub.read_back)?;
         for ((p, log), high) in topic.partitions.iter().enumerate().zip(ends) {
             if high > log.next() {
                 // Caught up once the record at high - 1 is read (on Tansu: the last batch).
@@ -144,6 +143,8 @@ struct Joining {
     log: Arc<TopicLog>,
     waits: FxHashMap<i32, i64>,
     since: Instant,
+    /// In the consumer's assignment (an assignment that failed is retried).
+    assigned: bool,
 }
 
 /// How long an added channel may take to be read up to its end before the edge says so.
@@ -180,8 +181,6 @@ pub fn run(
     let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
     let mut touched: Vec<Arc<TopicLog>> = Vec::new();
     let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
-    // Added topics not in the consumer's assignment yet (a failed assignment is retried).
-    let mut unassigned: Vec<Arc<TopicLog>> = Vec::new();
     while !shutdown.is_cancelled() {
         while let Ok(new) = added.try_recv() {
             let t = new.log;
@@ -194,7 +193,6 @@ pub fn run(
                 .filter(|(_, (log, end))| **end > log.next())
                 .map(|(p, (_, end))| (p as i32, *end))
                 .collect();
-            unassigned.push(t.clone());
             let since = Instant::now();
             joining.insert(
                 t.kafka_topic.clone(),
@@ -202,13 +200,14 @@ pub fn run(
                     log: t,
                     waits,
                     since,
+                    assigned: false,
                 },
             );
         }
-        if !unassigned.is_empty() {
+        for j in joining.values_mut().filter(|j| !j.assigned) {
             // Only the new partitions: the others keep their fetch position and prefetched data.
-            match add_to_assignment(&consumer, &unassigned) {
-                Ok(()) => unassigned.clear(),
+            match add_to_assignment(&consumer, &j.log) {
+                Ok(()) => j.assigned = true,
                 Err(e) => {
                     if limiter.allow("edge-assign") {
                         tracing::warn!("adding a channel topic to the edge's assignment: {e}");
@@ -317,13 +316,10 @@ fn partitions<'a>(
     Ok(tpl)
 }
 
-/// Adds the partitions of `topics` to the assignment, leaving the others as they are.
-fn add_to_assignment(
-    consumer: &BaseConsumer,
-    topics: &[Arc<TopicLog>],
-) -> Result<(), KafkaFailure> {
+/// Adds the partitions of `topic` to the assignment, leaving the others as they are.
+fn add_to_assignment(consumer: &BaseConsumer, topic: &Arc<TopicLog>) -> Result<(), KafkaFailure> {
     consumer
-        .incremental_assign(&partitions(topics)?)
+        .incremental_assign(&partitions([topic])?)
         .map_err(kafka::ctx("adding to the edge's assignment"))
 }
 
@@ -338,6 +334,9 @@ fn join_read_topics(
 ) {
     let positions = consumer.position().ok(); // local: no request to Kafka
     joining.retain(|topic, j| {
+        if !j.assigned {
+            return true;
+        }
         j.waits.retain(|&p, &mut end| {
             let held = j.log.partitions[p as usize].next() >= end;
             let passed = positions
