@@ -131,7 +131,9 @@ const charts = {
   delivered: new Chart("Delivered", "prices/s per channel"),
   latency: new Chart("Latency", "ms: source → socket write (p50, p99), in the edge (p99)"),
   slow: new Chart("Slow clients", "conflations/s and slow-consumer closes/s"),
-  lag: new Chart("Consumer lag", "records behind, transform"),
+  lag: Object.assign(new Chart("Consumer lag", "records behind, transform"), {
+    emptyNote: "none reported: an edge alone has no transform worker (the workers' lag is in Prometheus), and a worker reports it once it has read",
+  }),
   records: new Chart("Pipeline", "records/s: raw in, channel out, dead-lettered"),
 };
 window.pricefeedDashboard = { charts, scrapes: 0 };
@@ -177,7 +179,6 @@ async function scrape() {
   window.pricefeedDashboard.node = node;
   charts.connections.push({ connections: sum(cur.get("pricefeed_edge_connections")) });
   const lag = byLabel(cur.get("pricefeed_consumer_lag_records"), "partition");
-  charts.lag.emptyNote = "no transform worker in this process (an edge only): the workers' lag is in Prometheus";
   charts.lag.push(Object.fromEntries([...lag].map(([p, v]) => [`partition ${p}`, v])));
   if (prev) {
     const dt = (now - prevAt) / 1000;

@@ -8,8 +8,11 @@ let ws = null;
 
 // ---- log ----------------------------------------------------------------------------------------
 
+let logged = 0; // numbers the log's lines, oldest first
+
 function log(dir, text) {
   const li = document.createElement("li");
+  li.dataset.n = String(++logged);
   let type = "";
   try {
     type = JSON.parse(text).type ?? "";

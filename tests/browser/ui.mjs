@@ -288,22 +288,15 @@ try {
   check(sent.includes("setup") && sent.includes("subscribe"), `playground: sent ${sent.join(", ")}; received ready, subscribed, snapshot, message`);
   await docs.click('form[data-type="raw"] button'); // empty text: the edge answers bad_request
   await docs.waitForSelector('#log li[data-dir="in"][data-type="error"]', { timeout: 10_000 });
-  // Every other form: each frame it sends gets its answer, logged after a mark (newest first).
-  const mark = () =>
-    docs.evaluate(() => {
-      const li = document.querySelector("#log li");
-      li.dataset.mark = String(performance.now());
-      return li.dataset.mark;
-    });
+  // Every other form: each frame it sends gets its answer, logged after a mark (the log numbers
+  // its lines; it keeps the newest 500).
+  const mark = () => docs.evaluate(() => Number(document.querySelector("#log li").dataset.n));
   const answered = (type, since, text = "") =>
     docs.waitForFunction(
-      ([type, since, text]) => {
-        for (const li of document.querySelectorAll("#log li")) {
-          if (li.dataset.mark === since) return false;
-          if (li.dataset.dir === "in" && li.dataset.type === type && li.textContent.includes(text)) return true;
-        }
-        return false;
-      },
+      ([type, since, text]) =>
+        [...document.querySelectorAll("#log li")].some(
+          (li) => Number(li.dataset.n) > since && li.dataset.dir === "in" && li.dataset.type === type && li.textContent.includes(text),
+        ),
       [type, since, text],
       { timeout: 15_000 },
     );
