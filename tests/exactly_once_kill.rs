@@ -16,12 +16,16 @@ use rand::{Rng, SeedableRng};
 const PARTITIONS: i32 = 3;
 const RECORDS: u64 = 50_000;
 const MIN_KILLS: usize = 20;
-/// Short group timeouts so that a killed member is noticed quickly.
+/// Short group timeouts so that a killed member is noticed quickly. The producer logs its
+/// idempotence and connection events (kept with the other logs when the test fails: a batch the
+/// broker reports as a duplicate, a reconnect or a retry shows there).
 const WORKER: &[&str] = &[
     "--kafka-option",
     "consumer.session.timeout.ms=3000",
     "--kafka-option",
     "consumer.heartbeat.interval.ms=500",
+    "--kafka-option",
+    "producer.debug=eos,broker",
     "transform",
 ];
 
@@ -78,17 +82,32 @@ fn expected_streams(rules: &Rules, dlq: &str, raw: &[Rec]) -> Streams {
     out
 }
 
-fn actual_streams(broker: &Broker, topics: &[String]) -> Streams {
+/// The output streams, and per output partition the Kafka offsets with no record between its
+/// first and last (no topic here is compacted or transactional, so a hole is a batch the broker
+/// numbered but does not serve).
+fn actual_streams(
+    broker: &Broker,
+    topics: &[String],
+) -> (Streams, BTreeMap<(String, i32), Vec<i64>>) {
     let mut out: Streams = BTreeMap::new();
+    let mut holes: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
     for t in topics {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for r in read_all(broker, t, PARTITIONS) {
             let raw_offset = r.header("pricefeed-raw-offset").parse().unwrap();
             out.entry((t.clone(), r.partition))
                 .or_default()
                 .push((raw_offset, r.value.clone()));
+            if let Some(n) = next.get(&r.partition).copied().filter(|n| *n < r.offset) {
+                holes
+                    .entry((t.clone(), r.partition))
+                    .or_default()
+                    .extend(n..r.offset);
+            }
+            next.insert(r.partition, r.offset + 1);
         }
     }
-    out
+    (out, holes)
 }
 
 fn total(s: &Streams) -> usize {
@@ -121,7 +140,15 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
         ],
         dir.path(),
     );
-    let worker = || spawn_pricefeed(&broker, &path, WORKER, dir.path());
+    let worker = || {
+        spawn_pricefeed_env(
+            &broker,
+            &path,
+            WORKER,
+            dir.path(),
+            &[("RUST_LOG", "info,librdkafka=debug,rdkafka=warn")],
+        )
+    };
     let mut workers = vec![worker(), worker()];
 
     // Kill a worker once it has processed a random number of records since it started, so the
@@ -153,11 +180,14 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
         if processed > 0.0 {
             mid_stream_kills += 1;
         }
-        eprintln!(
-            "kill {kills} at {:?}: victim had processed {processed} records",
-            started.elapsed()
-        );
+        let killed = workers[victim].log.clone();
         workers[victim] = worker();
+        eprintln!(
+            "kill {kills} at {:?}: {} had processed {processed} records; {} replaces it",
+            started.elapsed(),
+            file_name(&killed),
+            file_name(&workers[victim].log),
+        );
         assert!(
             feed.child.try_wait().unwrap().is_none(),
             "simulator died: {}",
@@ -198,47 +228,135 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     // Let the surviving workers catch up, then compare record by record.
     let want = total(&expected);
     let deadline = Instant::now() + Duration::from_secs(300);
-    let actual = loop {
-        let actual = actual_streams(&broker, &topics);
+    let (actual, holes) = loop {
+        let (actual, holes) = actual_streams(&broker, &topics);
         let have = total(&actual);
         if have >= want || Instant::now() > deadline {
-            break actual;
+            break (actual, holes);
         }
         std::thread::sleep(Duration::from_secs(2));
     };
+    // Every difference, per output partition, so a failure tells a skipped raw batch (missing
+    // from every output of that partition) from a lost output batch (missing from one).
+    let mut report = Vec::new();
     for (key, want) in &expected {
         let have = actual.get(key).cloned().unwrap_or_default();
-        let want_offsets: Vec<i64> = want.iter().map(|(o, _)| *o).collect();
-        let have_offsets: Vec<i64> = have.iter().map(|(o, _)| *o).collect();
-        if want_offsets != have_offsets {
-            let first = want_offsets
-                .iter()
-                .zip(&have_offsets)
-                .position(|(a, b)| a != b)
-                .unwrap_or(want_offsets.len().min(have_offsets.len()));
-            panic!(
-                "{}/{}: expected {} records, found {}; first difference at index {first}: \
-                 expected raw offset {:?}, found {:?}",
+        if &have != want {
+            report.push(format!("{}/{}: {}", key.0, key.1, differences(want, &have)));
+        }
+    }
+    for (key, have) in &actual {
+        if !expected.contains_key(key) {
+            report.push(format!(
+                "{}/{}: {} records where none were expected",
                 key.0,
                 key.1,
-                want_offsets.len(),
-                have_offsets.len(),
-                want_offsets.get(first),
-                have_offsets.get(first),
-            );
+                have.len()
+            ));
         }
-        assert_eq!(&have, want, "{}/{}: values differ", key.0, key.1);
     }
-    assert_eq!(
-        actual.keys().filter(|k| !expected.contains_key(k)).count(),
-        0,
-        "records in partitions that should be empty"
+    eprintln!(
+        "Kafka offsets without a record: {} in {} output partitions",
+        holes.values().map(Vec::len).sum::<usize>(),
+        holes.len()
     );
+    if !report.is_empty() {
+        for ((topic, partition), offsets) in &holes {
+            report.push(format!(
+                "{topic}/{partition}: no records at Kafka offsets {}",
+                ranges(offsets)
+            ));
+        }
+        let kept = dir.path().join("tansu.log");
+        broker.save_log(&kept);
+        panic!(
+            "the outputs differ from the raw topic:\n{}\n(broker log: {})",
+            report.join("\n"),
+            kept.display()
+        );
+    }
     eprintln!(
         "verified {want} output records against {} raw records",
         raw.len()
     );
     drop(workers);
+}
+
+/// How `have` differs from `want` (both `(raw offset, value)` in output order).
+fn differences(want: &[(i64, String)], have: &[(i64, String)]) -> String {
+    let want_set: BTreeMap<i64, &String> = want.iter().map(|(o, v)| (*o, v)).collect();
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for (o, _) in have {
+        *seen.entry(*o).or_default() += 1;
+    }
+    let missing: Vec<i64> = want_set
+        .keys()
+        .filter(|o| !seen.contains_key(o))
+        .copied()
+        .collect();
+    let twice: Vec<i64> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(o, _)| *o)
+        .collect();
+    let unexpected: Vec<i64> = seen
+        .keys()
+        .filter(|o| !want_set.contains_key(o))
+        .copied()
+        .collect();
+    let wrong_value: Vec<i64> = have
+        .iter()
+        .filter(|(o, v)| want_set.get(o).is_some_and(|w| *w != v))
+        .map(|(o, _)| *o)
+        .collect();
+    let order = match have.windows(2).position(|w| w[1].0 <= w[0].0) {
+        Some(i) => format!("raw offsets stop increasing at index {}", i + 1),
+        None => "raw offsets increase throughout".into(),
+    };
+    format!(
+        "expected {} records, found {}; missing raw offsets {}; written twice {}; not expected {}; \
+         wrong value {}; {order}",
+        want.len(),
+        have.len(),
+        ranges(&missing),
+        ranges(&twice),
+        ranges(&unexpected),
+        ranges(&wrong_value),
+    )
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `[1, 2, 3, 7]` as `1..=3, 7`.
+fn ranges(offsets: &[i64]) -> String {
+    if offsets.is_empty() {
+        return "none".into();
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut start = offsets[0];
+    let mut end = start;
+    for &o in &offsets[1..] {
+        if o == end + 1 {
+            end = o;
+            continue;
+        }
+        out.push(range(start, end));
+        (start, end) = (o, o);
+    }
+    out.push(range(start, end));
+    out.join(", ")
+}
+
+fn range(start: i64, end: i64) -> String {
+    if start == end {
+        start.to_string()
+    } else {
+        format!("{start}..={end}")
+    }
 }
 
 /// Keeps the test's directory (worker logs) when the test fails.
@@ -258,4 +376,18 @@ impl Drop for KeepOnPanic {
             eprintln!("kept {}", d.keep().display());
         }
     }
+}
+
+#[test]
+fn a_difference_names_missing_doubled_and_unexpected_raw_offsets() {
+    let s = |o: &[i64]| -> Vec<(i64, String)> { o.iter().map(|o| (*o, format!("v{o}"))).collect() };
+    let want = s(&[1, 2, 3, 4, 5, 6, 9]);
+    let mut have = s(&[1, 2, 5, 5, 6, 10, 9]);
+    have[4].1 = "changed".into();
+    assert_eq!(
+        differences(&want, &have),
+        "expected 7 records, found 7; missing raw offsets 3..=4; written twice 5; not expected 10; \
+         wrong value 6; raw offsets stop increasing at index 3"
+    );
+    assert_eq!(ranges(&[]), "none");
 }

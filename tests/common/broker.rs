@@ -1,7 +1,7 @@
 //! A throwaway Tansu broker for one test, on a free port, with in-memory storage.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -9,6 +9,10 @@ use std::time::Duration;
 pub struct Broker {
     pub addr: String,
     child: Child,
+    /// The broker's stdout and stderr (set `RUST_LOG` for the test to choose its level); the
+    /// file is deleted with the broker. (The benchmarks include this file but keep no logs.)
+    #[allow(dead_code)]
+    log: tempfile::NamedTempFile,
 }
 
 /// The pinned broker binary: `$PRICEFEED_TANSU`, or installed by scripts/install-broker.sh.
@@ -48,14 +52,24 @@ impl Broker {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn tansu");
+            let log = tempfile::Builder::new()
+                .prefix("tansu-")
+                .suffix(".log")
+                .tempfile()
+                .expect("broker log file");
             let (tx, rx) = mpsc::channel();
             for stream in [
                 Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
                 Box::new(child.stderr.take().unwrap()),
             ] {
                 let tx = tx.clone();
+                let mut out = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(log.path())
+                    .expect("broker log file");
                 std::thread::spawn(move || {
                     for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let _ = writeln!(out, "{line}");
                         if line.contains("ready") {
                             let _ = tx.send(());
                         }
@@ -66,12 +80,21 @@ impl Broker {
                 return Broker {
                     addr: format!("127.0.0.1:{port}"),
                     child,
+                    log,
                 };
             }
             let _ = child.kill();
             let _ = child.wait();
         }
         panic!("the Tansu broker did not become ready");
+    }
+}
+
+impl Broker {
+    /// Copies what the broker printed so far to `path` (e.g. to keep it with a failed test's logs).
+    #[allow(dead_code)]
+    pub fn save_log(&self, path: &Path) {
+        let _ = std::fs::copy(self.log.path(), path);
     }
 }
 
