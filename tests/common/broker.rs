@@ -9,8 +9,7 @@ use std::time::Duration;
 pub struct Broker {
     pub addr: String,
     child: Child,
-    /// The broker's stdout and stderr (set `RUST_LOG` for the test to choose its level); the
-    /// file is deleted with the broker. (The benchmarks include this file but keep no logs.)
+    /// The broker's stdout and stderr; the file is deleted with the broker. (The benchmarks include this file but keep no logs.)
     #[allow(dead_code)]
     log: tempfile::NamedTempFile,
 }
@@ -47,6 +46,11 @@ impl Broker {
                     &url,
                 ])
                 .args(["--storage-engine", "memory://tansu/"])
+                // Warnings and errors are kept in the log; PRICEFEED_TEST_BROKER_LOG=debug for more.
+                .env(
+                    "RUST_LOG",
+                    std::env::var("PRICEFEED_TEST_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
