@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -82,30 +82,37 @@ fn expected_streams(rules: &Rules, dlq: &str, raw: &[Rec]) -> Streams {
     out
 }
 
-/// The output streams, and per output partition the Kafka offsets with no record between its
-/// first and last (no topic here is compacted or transactional, so a hole is a batch the broker
-/// numbered but does not serve).
-fn actual_streams(
-    broker: &Broker,
-    topics: &[String],
-) -> (Streams, BTreeMap<(String, i32), Vec<i64>>) {
+/// Per (topic, partition): the Kafka offsets below its last record that hold no record. No topic
+/// here is compacted or transactional, so a hole is a batch the broker numbered but does not serve.
+type Holes = BTreeMap<(String, i32), Vec<i64>>;
+
+fn holes_in(topic: &str, records: &[Rec], holes: &mut Holes) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in records {
+        let n = next.get(&r.partition).copied().unwrap_or(0);
+        if n < r.offset {
+            holes
+                .entry((topic.to_string(), r.partition))
+                .or_default()
+                .extend(n..r.offset);
+        }
+        next.insert(r.partition, r.offset + 1);
+    }
+}
+
+/// The output streams, and the holes in their Kafka offsets.
+fn actual_streams(broker: &Broker, topics: &[String]) -> (Streams, Holes) {
     let mut out: Streams = BTreeMap::new();
-    let mut holes: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
+    let mut holes = Holes::new();
     for t in topics {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for r in read_all(broker, t, PARTITIONS) {
+        let records = read_all(broker, t, PARTITIONS);
+        for r in &records {
             let raw_offset = r.header("pricefeed-raw-offset").parse().unwrap();
             out.entry((t.clone(), r.partition))
                 .or_default()
                 .push((raw_offset, r.value.clone()));
-            if let Some(n) = next.get(&r.partition).copied().filter(|n| *n < r.offset) {
-                holes
-                    .entry((t.clone(), r.partition))
-                    .or_default()
-                    .extend(n..r.offset);
-            }
-            next.insert(r.partition, r.offset + 1);
         }
+        holes_in(t, &records, &mut holes);
     }
     (out, holes)
 }
@@ -122,7 +129,10 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     let rules = Rules::parse(&text, "test").unwrap();
     let (dir, path) = write_config(&text);
     eprintln!("logs in {}", dir.path().display());
-    let dir = KeepOnPanic(Some(dir));
+    let dir = KeepOnPanic {
+        dir: Some(dir),
+        broker: &broker,
+    };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
 
     // The feed runs until the kills are done and at least RECORDS were sent.
@@ -228,7 +238,7 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     // Let the surviving workers catch up, then compare record by record.
     let want = total(&expected);
     let deadline = Instant::now() + Duration::from_secs(300);
-    let (actual, holes) = loop {
+    let (actual, mut holes) = loop {
         let (actual, holes) = actual_streams(&broker, &topics);
         let have = total(&actual);
         if have >= want || Instant::now() > deadline {
@@ -255,8 +265,9 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
             ));
         }
     }
+    holes_in(&format!("{prefix}.raw"), &raw, &mut holes);
     eprintln!(
-        "Kafka offsets without a record: {} in {} output partitions",
+        "Kafka offsets without a record: {} in {} partitions (raw and outputs)",
         holes.values().map(Vec::len).sum::<usize>(),
         holes.len()
     );
@@ -267,12 +278,9 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
                 ranges(offsets)
             ));
         }
-        let kept = dir.path().join("tansu.log");
-        broker.save_log(&kept);
         panic!(
-            "the outputs differ from the raw topic:\n{}\n(broker log: {})",
+            "the outputs differ from the raw topic:\n{}\n(the logs are kept, see below)",
             report.join("\n"),
-            kept.display()
         );
     }
     eprintln!(
@@ -289,22 +297,40 @@ fn differences(want: &[(i64, String)], have: &[(i64, String)]) -> String {
     for (o, _) in have {
         *seen.entry(*o).or_default() += 1;
     }
-    let missing: Vec<i64> = want_set
-        .keys()
-        .filter(|o| !seen.contains_key(o))
-        .copied()
-        .collect();
-    let twice: Vec<i64> = seen
+    // Missing records as runs of consecutive records of `want`: a lost batch is one run even on a
+    // channel that carries only some of the raw offsets.
+    let mut missing: Vec<(i64, i64, usize)> = Vec::new();
+    let mut previous = None;
+    for (i, (o, _)) in want.iter().enumerate() {
+        if seen.contains_key(o) {
+            continue;
+        }
+        match missing.last_mut() {
+            Some(run) if previous.map(|p| p + 1) == Some(i) => (run.1, run.2) = (*o, run.2 + 1),
+            _ => missing.push((*o, *o, 1)),
+        }
+        previous = Some(i);
+    }
+    let missing = listed(
+        missing
+            .iter()
+            .map(|&(a, b, n)| match n {
+                1 => a.to_string(),
+                n => format!("{a}..={b} ({n} records)"),
+            })
+            .collect(),
+    );
+    let twice: BTreeSet<i64> = seen
         .iter()
         .filter(|(_, n)| **n > 1)
         .map(|(o, _)| *o)
         .collect();
-    let unexpected: Vec<i64> = seen
+    let unexpected: BTreeSet<i64> = seen
         .keys()
         .filter(|o| !want_set.contains_key(o))
         .copied()
         .collect();
-    let wrong_value: Vec<i64> = have
+    let wrong_value: BTreeSet<i64> = have
         .iter()
         .filter(|(o, v)| want_set.get(o).is_some_and(|w| *w != v))
         .map(|(o, _)| *o)
@@ -314,11 +340,10 @@ fn differences(want: &[(i64, String)], have: &[(i64, String)]) -> String {
         None => "raw offsets increase throughout".into(),
     };
     format!(
-        "expected {} records, found {}; missing raw offsets {}; written twice {}; not expected {}; \
-         wrong value {}; {order}",
+        "expected {} records, found {}; missing raw offsets {missing}; written twice {}; \
+         not expected {}; wrong value {}; {order}",
         want.len(),
         have.len(),
-        ranges(&missing),
         ranges(&twice),
         ranges(&unexpected),
         ranges(&wrong_value),
@@ -331,48 +356,56 @@ fn file_name(path: &std::path::Path) -> String {
         .unwrap_or_default()
 }
 
-/// `[1, 2, 3, 7]` as `1..=3, 7`.
-fn ranges(offsets: &[i64]) -> String {
-    if offsets.is_empty() {
-        return "none".into();
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut start = offsets[0];
-    let mut end = start;
-    for &o in &offsets[1..] {
-        if o == end + 1 {
-            end = o;
-            continue;
+/// `{1, 2, 3, 7}` as `1..=3, 7`.
+fn ranges<'a>(offsets: impl IntoIterator<Item = &'a i64>) -> String {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &o in offsets {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == o => run.1 = o,
+            _ => runs.push((o, o)),
         }
-        out.push(range(start, end));
-        (start, end) = (o, o);
     }
-    out.push(range(start, end));
-    out.join(", ")
+    listed(
+        runs.iter()
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}..={b}")
+                }
+            })
+            .collect(),
+    )
 }
 
-fn range(start: i64, end: i64) -> String {
-    if start == end {
-        start.to_string()
-    } else {
-        format!("{start}..={end}")
+/// At most 12 items, then how many more.
+fn listed(items: Vec<String>) -> String {
+    const SHOWN: usize = 12;
+    match items.len() {
+        0 => "none".into(),
+        n if n <= SHOWN => items.join(", "),
+        n => format!("{}, and {} more", items[..SHOWN].join(", "), n - SHOWN),
     }
 }
 
-/// Keeps the test's directory (worker logs) when the test fails.
-struct KeepOnPanic(Option<tempfile::TempDir>);
+/// Keeps the test's directory (worker logs, and the broker's as `tansu.log`) when the test fails.
+struct KeepOnPanic<'a> {
+    dir: Option<tempfile::TempDir>,
+    broker: &'a Broker,
+}
 
-impl KeepOnPanic {
+impl KeepOnPanic<'_> {
     fn path(&self) -> &std::path::Path {
-        self.0.as_ref().unwrap().path()
+        self.dir.as_ref().unwrap().path()
     }
 }
 
-impl Drop for KeepOnPanic {
+impl Drop for KeepOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking()
-            && let Some(d) = self.0.take()
+            && let Some(d) = self.dir.take()
         {
+            self.broker.save_log(&d.path().join("tansu.log"));
             eprintln!("kept {}", d.keep().display());
         }
     }
@@ -386,8 +419,18 @@ fn a_difference_names_missing_doubled_and_unexpected_raw_offsets() {
     have[4].1 = "changed".into();
     assert_eq!(
         differences(&want, &have),
-        "expected 7 records, found 7; missing raw offsets 3..=4; written twice 5; not expected 10; \
-         wrong value 6; raw offsets stop increasing at index 3"
+        "expected 7 records, found 7; missing raw offsets 3..=4 (2 records); written twice 5; \
+         not expected 10; wrong value 6; raw offsets stop increasing at index 3"
     );
-    assert_eq!(ranges(&[]), "none");
+    // A lost batch on a channel that carries every third raw offset is still one run.
+    assert_eq!(
+        differences(&s(&[10, 13, 16, 19]), &s(&[10, 19])),
+        "expected 4 records, found 2; missing raw offsets 13..=16 (2 records); written twice none; \
+         not expected none; wrong value none; raw offsets increase throughout"
+    );
+    let scattered: Vec<i64> = (0..20).map(|i| i * 2).collect();
+    assert_eq!(
+        ranges(&scattered),
+        "0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, and 8 more"
+    );
 }

@@ -72,11 +72,23 @@ impl Broker {
                     .open(log.path())
                     .expect("broker log file");
                 std::thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let _ = writeln!(out, "{line}");
-                        if line.contains("ready") {
+                    // Byte lines, not `lines()`: one line that is not UTF-8 must not stop the
+                    // reading (the broker would then block on a full pipe).
+                    let mut reader = BufReader::new(stream);
+                    let mut line = Vec::new();
+                    while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                        if !line.ends_with(b"\n") {
+                            line.push(b'\n');
+                        }
+                        // One write per line, so the two streams' lines never interleave.
+                        let _ = out.write_all(&line);
+                        if String::from_utf8_lossy(&line)
+                            .trim_start()
+                            .starts_with("ready in")
+                        {
                             let _ = tx.send(());
                         }
+                        line.clear();
                     }
                 });
             }
