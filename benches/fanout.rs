@@ -1,6 +1,6 @@
 //! Fan-out benchmark of the WebSocket edge (not a test: it asserts nothing, it measures).
 //!
-//! Starts a Tansu broker and a `pricefeed edge` process, writes channel records straight into
+//! Starts an Apache Kafka broker (scripts/kafka.sh) and a `pricefeed edge` process, writes channel records straight into
 //! `bench.bench` at a fixed rate (each carrying its send time), and drives WebSocket clients
 //! from this process with the lean load client of `benches/loadgen` (raw frames, no JSON
 //! parsing) so that the load generator costs as little of the 2 cores as possible. Reports, per
@@ -25,7 +25,7 @@ use loadgen::client::{Target, sent_us};
 use loadgen::fleet::Fleet;
 use loadgen::measure::{cell, latency};
 use loadgen::pricefeed::{self as pf, PARTITIONS};
-use loadgen::{free_port, http_get, now_us, proc_stats, raise_fd_limit};
+use loadgen::{http_get, now_us, proc_stats, raise_fd_limit};
 use pricefeed::kafka::KafkaSettings;
 
 struct Args {
@@ -149,7 +149,7 @@ fn target() -> Target {
 fn main() {
     let a = args();
     raise_fd_limit();
-    let broker = broker::Broker::start();
+    let broker = broker::Broker::start_own();
     let dir = tempfile::tempdir().unwrap();
     let symbols = pf::symbols(a.symbols);
     let cfg = dir.path().join("channels.toml");
@@ -171,7 +171,7 @@ fn main() {
     .unwrap();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "machine: {cpus} cores; broker Tansu (in memory); edge: release build, separate process; {} symbols",
+        "machine: {cpus} cores; broker Apache Kafka (one node, same machine); edge: release build, separate process; {} symbols",
         a.symbols
     );
 

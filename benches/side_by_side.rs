@@ -198,7 +198,7 @@ fn main() {
         .unwrap();
     let symbols = pf::symbols(pf::SYMBOLS.len());
     let kafka = {
-        let broker = broker::Broker::start();
+        let broker = broker::Broker::start_own();
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("channels.toml");
         std::fs::write(&cfg, pf::config(&symbols)).unwrap();
@@ -220,7 +220,7 @@ fn main() {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "machine: {cpus} cores; servers, load clients and generator on the same machine; \
-         {} clients, {} s per rate after a 2 s warm-up; pricefeed fed through Kafka (Tansu), the \
+         {} clients, {} s per rate after a 2 s warm-up; pricefeed fed through Apache Kafka, the \
          Node.js servers by a WebSocket publisher",
         a.clients, a.seconds
     );

@@ -5,27 +5,27 @@
 #
 #   loadtest/transform_throughput.sh [N]        (default N = 200000)
 #
-# Prints records/s. The broker is the local Tansu build; results on a real Kafka cluster differ.
+# Prints records/s. The broker is the local single-node Apache Kafka (scripts/kafka.sh) on the same
+# machine: it shares the cores with the worker and the producer.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 n="${1:-200000}"
-tansu="$(scripts/install-broker.sh)"
 cargo build --release --locked --quiet
 bin="$root/target/release/pricefeed"
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/kafka.sh stop --dir "$work/kafka" >/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 http="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine memory://tansu/ >"$work/broker.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q ready "$work/broker.log" && break; sleep 0.1; done
-export PRICEFEED_BROKERS="127.0.0.1:$port"
-export PRICEFEED_KAFKA_OPTIONS="consumer.session.timeout.ms=6000"
+PRICEFEED_BROKERS="$(scripts/kafka.sh start --dir "$work/kafka" --owner-pid $$)"
+export PRICEFEED_BROKERS
 
 echo "filling the raw topic with $n records…"
 "$bin" simulate --rate 1000000 --count "$n" --seed 11 2>"$work/simulate.log"

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Starts the whole thing with a demo feed: the pinned local Kafka broker (installed on first
-# use), `pricefeed run` (transform workers for every channel and the WebSocket edge, HTTP on
-# 127.0.0.1:8080) and the simulator. Ctrl-C stops everything. Logs go to .run/.
+# Starts the whole thing with a demo feed: a local Apache Kafka broker (installed on first use
+# by scripts/install-kafka.sh, run by scripts/kafka.sh), `pricefeed run` (transform workers for
+# every channel and the WebSocket edge, HTTP on 127.0.0.1:8080) and the simulator. Ctrl-C stops
+# everything. Logs and Kafka's data go to .run/.
 # A random token secret and publish API key are made for the demo (kept in .run/demo.env).
+#
+# Kafka's data starts empty each time; `scripts/demo.sh --keep` (or PRICEFEED_DEMO_KEEP=1) starts
+# on the data of the last run instead (topics, offsets: clients can resume across demo restarts).
 #
 # Settings (environment): PRICEFEED_DEMO_BROKER_PORT (9092), PRICEFEED_HTTP_ADDR
 # (127.0.0.1:8080), PRICEFEED_DEMO_RATE (records/s, 200), PRICEFEED_CONFIG (channels.toml),
@@ -17,13 +21,20 @@ http="${PRICEFEED_HTTP_ADDR:-127.0.0.1:8080}"
 rate="${PRICEFEED_DEMO_RATE:-200}"
 config="${PRICEFEED_CONFIG:-channels.toml}"
 run_dir="${PRICEFEED_DEMO_RUN_DIR:-$root/.run}"
+keep="${PRICEFEED_DEMO_KEEP:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --keep) keep=1 ;;
+    *) echo "usage: scripts/demo.sh [--keep]" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$run_dir"
 
 if ! command -v cargo >/dev/null; then
   echo "demo: Rust (cargo) is needed to build pricefeed" >&2
   exit 1
 fi
-tansu="$(scripts/install-broker.sh)"
+kafka_version="$(basename "$(dirname "$(scripts/install-kafka.sh)")")"
 if [ -n "${PRICEFEED_BIN:-}" ]; then
   bin="$PRICEFEED_BIN"
 else
@@ -40,23 +51,31 @@ cleanup() {
   echo "demo: stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${stop_kafka:-}" ]; then scripts/kafka.sh stop --dir "$kafka_dir" || true; fi
 }
 trap cleanup EXIT INT TERM
 
+kafka_dir="$run_dir/kafka"
+if [ "$keep" != 1 ] || [ ! -f "$kafka_dir/data/meta.properties" ]; then
+  scripts/kafka.sh stop --dir "$kafka_dir" >/dev/null 2>&1 || true
+  rm -rf "$kafka_dir"
+  port_arg=(--port "$port")
+else
+  port_arg=()
+  port="$(sed -n 's/^listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$kafka_dir/server.properties")"
+fi
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "demo: something already listens on 127.0.0.1:$port; set PRICEFEED_DEMO_BROKER_PORT" >&2
   exit 1
 fi
-"$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
-  --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine memory://tansu/ >"$run_dir/broker.log" 2>&1 &
+echo "demo: starting Apache Kafka…"
+scripts/kafka.sh start --dir "$kafka_dir" "${port_arg[@]}" --owner-pid $$ >/dev/null
+stop_kafka=1
+echo "demo: Apache Kafka ${kafka_version#kafka-} (KRaft, one node) on 127.0.0.1:$port, data in $kafka_dir"
+# The broker is not a child of this script: watch it, so the demo stops when it does.
+kafka_pid="$(cat "$kafka_dir/broker.pid")"
+(while kill -0 "$kafka_pid" 2>/dev/null; do sleep 1; done) &
 pids+=($!)
-for _ in $(seq 1 100); do
-  grep -q ready "$run_dir/broker.log" 2>/dev/null && break
-  sleep 0.2
-done
-grep -q ready "$run_dir/broker.log" || { echo "demo: the broker did not start:" >&2; tail "$run_dir/broker.log" >&2; exit 1; }
-echo "demo: Kafka broker (Tansu, in memory) on 127.0.0.1:$port"
 
 # Demo credentials: a random HS256 secret for client tokens and an API key for HTTP publish.
 if [ ! -f "$run_dir/demo.env" ]; then
@@ -70,8 +89,6 @@ fi
 . "$run_dir/demo.env"
 export PRICEFEED_BROKERS="127.0.0.1:$port"
 export PRICEFEED_CONFIG="$config"
-# Tansu takes about half the session timeout to form a group: keep it short for the demo.
-export PRICEFEED_KAFKA_OPTIONS="${PRICEFEED_KAFKA_OPTIONS:-consumer.session.timeout.ms=6000,consumer.heartbeat.interval.ms=1000}"
 # --demo: /demo/session hands out client tokens, so the trading UI at / works without a login.
 "$bin" run --demo --http-addr "$http" >"$run_dir/pricefeed.log" 2>&1 &
 pids+=($!)
@@ -102,7 +119,7 @@ pricefeed is running with a demo feed of $rate prices/s.
                  (more: $bin token --sub NAME --channels vip,retail; secret in $run_dir/demo.env)
   stats          http://$http/stats   metrics http://$http/metrics   (also /healthz, /readyz)
   Kafka topics   $bin tail prices.retail --follow;  dead letters: $bin tail prices.dead-letter
-  logs           $run_dir/{broker,pricefeed,simulate}.log
+  logs           $run_dir/{pricefeed,simulate}.log, Kafka's in $kafka_dir/broker.log
   live rules     edit $config: the change applies without a restart (an invalid edit is rejected)
   protocol       docs/protocol.md
 Ctrl-C stops everything.

@@ -88,6 +88,10 @@ impl KafkaSettings {
     fn config(&self, kind: ClientKind, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        // A broker that comes back (a restart, a network blip) is found within a second:
+        // librdkafka's default backoff grows to 10 s between attempts, which a price feed
+        // would show as up to 10 s of silence after the broker is already serving again.
+        c.set("reconnect.backoff.max.ms", "1000");
         for (k, v) in defaults {
             c.set(*k, *v);
         }
@@ -263,17 +267,15 @@ pub async fn ensure_topics(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
     Offset(i64),
-    /// `high watermark - 1`: the last record on Kafka, the last batch on Tansu.
-    LastBatch,
+    /// The last record (`high watermark - 1`).
+    Last,
 }
 
-/// Reads partitions from the given start offsets up to their current end, calling `on` for every
-/// record, and returns once each partition's end has been reached.
-///
-/// "The end" is found without trusting the high watermark to be exact (on the local Tansu broker
-/// it is the base offset of the last batch + 1): a partition is done once a record at or after
-/// `high - 1` has been seen, then whatever arrived with it is drained. For a start offset past
-/// `high - 1` nothing is read.
+/// Reads partitions from the given start offsets up to the end they had when called (their high
+/// watermark), calling `on` for every record, and returns once each partition's end has been
+/// reached: the record at `high - 1` was read, or the consumer's position passed it (the last
+/// offsets may hold no record a consumer sees, such as transaction markers). For a start offset
+/// at or past the end nothing is read.
 pub fn read_to_end(
     reader: &BaseConsumer,
     starts: &[(String, i32, ReadFrom)],
@@ -281,7 +283,8 @@ pub fn read_to_end(
     mut on: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut targets: HashMap<(String, i32), i64> = HashMap::new();
+    // Per partition, the end offset (exclusive).
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for (topic, partition, start) in starts {
         let (low, high) = reader
@@ -289,25 +292,24 @@ pub fn read_to_end(
             .map_err(ctx(format!("reading watermarks of {topic}/{partition}")))?;
         let start = match start {
             ReadFrom::Offset(o) => (*o).max(low).max(0),
-            ReadFrom::LastBatch => (high - 1).max(low).max(0),
+            ReadFrom::Last => (high - 1).max(low).max(0),
         };
         if high > start {
-            targets.insert((topic.clone(), *partition), high - 1);
+            ends.insert((topic.clone(), *partition), high);
             tpl.add_partition_offset(topic, *partition, Offset::Offset(start))
                 .map_err(ctx("building an assignment"))?;
         }
     }
-    if targets.is_empty() {
+    if ends.is_empty() {
         return Ok(());
     }
     reader
         .assign(&tpl)
         .map_err(ctx("assigning partitions to read"))?;
     let result = (|| {
-        while !targets.is_empty() {
+        while !ends.is_empty() {
             if Instant::now() > deadline {
-                let pending: Vec<String> =
-                    targets.keys().map(|(t, p)| format!("{t}/{p}")).collect();
+                let pending: Vec<String> = ends.keys().map(|(t, p)| format!("{t}/{p}")).collect();
                 return Err(KafkaFailure::Other(format!(
                     "timed out reading {} to their end",
                     pending.join(", ")
@@ -317,22 +319,19 @@ pub fn read_to_end(
                 Some(Ok(m)) => {
                     on(&m);
                     let key = (m.topic().to_string(), m.partition());
-                    if targets.get(&key).is_some_and(|t| m.offset() >= *t) {
-                        targets.remove(&key);
+                    if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+                        ends.remove(&key);
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                Some(Err(e)) => return Err(ctx("reading records")(e)),
-            }
-        }
-        // The rest of the last batch arrives with the record that reached the target; on a live
-        // topic newer records keep coming, so the drain is bounded.
-        let drain_until = (Instant::now() + Duration::from_secs(1)).min(deadline);
-        while Instant::now() < drain_until {
-            match reader.poll(Duration::from_millis(50)) {
-                None => break,
-                Some(Ok(m)) => on(&m),
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    // Nothing more to read: done where the position is at the end.
+                    let positions = reader.position().map_err(ctx("reading positions"))?;
+                    ends.retain(|(t, p), end| {
+                        !positions
+                            .find_partition(t, *p)
+                            .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *end))
+                    });
+                }
                 Some(Err(e)) => return Err(ctx("reading records")(e)),
             }
         }

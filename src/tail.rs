@@ -43,7 +43,7 @@ pub fn run(opts: &TailOptions, shutdown: &CancellationToken) -> kafka::Result<u6
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !opts.follow {
-        // The high watermark may undercount (Tansu): read to the end, keep the last N.
+        // Read to the end, keep the last N per partition.
         let mut lines: BTreeMap<i32, VecDeque<String>> = BTreeMap::new();
         kafka::read_to_end(&reader, &starts, Duration::from_secs(60), |m| {
             let keep = lines.entry(m.partition()).or_default();

@@ -5,25 +5,25 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::streams::*;
 use common::*;
 use pricefeed::config::Rules;
-use pricefeed::transform::process::{ChannelOutput, Processor, RecordMeta};
 use rand::{Rng, SeedableRng};
 
 const PARTITIONS: i32 = 3;
 const RECORDS: u64 = 50_000;
 const MIN_KILLS: usize = 20;
-/// Short group timeouts so that a killed member is noticed quickly. The producer logs its
+/// The shortest group session Kafka allows by default (group.min.session.timeout.ms = 6 s), so
+/// that a killed member is noticed quickly. The producer logs its
 /// idempotence and connection events (kept with the other logs when the test fails: a batch the
 /// broker reports as a duplicate, a reconnect or a retry shows there).
 const WORKER: &[&str] = &[
     "--kafka-option",
-    "consumer.session.timeout.ms=3000",
+    "consumer.session.timeout.ms=6000",
     "--kafka-option",
-    "consumer.heartbeat.interval.ms=500",
+    "consumer.heartbeat.interval.ms=1000",
     "--kafka-option",
     "producer.debug=eos,broker",
     "transform",
@@ -46,79 +46,6 @@ markup = {{ unit = "bps", bid = "5", ask = "5", min_spread = "10" }}
         kafka = kafka_table(prefix, PARTITIONS),
         instruments = instruments(&["EURUSD", "USDJPY", "BTCUSD", "ES"]),
     )
-}
-
-/// Per output topic and partition: the (raw offset, value) sequence.
-type Streams = BTreeMap<(String, i32), Vec<(i64, String)>>;
-
-fn expected_streams(rules: &Rules, dlq: &str, raw: &[Rec]) -> Streams {
-    let mut processor = Processor::new();
-    let mut out: Streams = BTreeMap::new();
-    for r in raw {
-        let meta = RecordMeta {
-            key: r.key.as_deref().map(str::as_bytes),
-            timestamp_ms: None,
-        };
-        let mut emitted = Vec::new();
-        let result = processor.process(rules, None, meta, r.value.as_bytes(), 0, |ci, o| {
-            if let ChannelOutput::Publish { value, .. } = o {
-                emitted.push((ci, String::from_utf8(value.to_vec()).unwrap()));
-            }
-        });
-        match result {
-            Ok(_) => {
-                for (ci, v) in emitted {
-                    out.entry((rules.channels[ci].topic.clone(), r.partition))
-                        .or_default()
-                        .push((r.offset, v));
-                }
-            }
-            Err(_) => out
-                .entry((dlq.to_string(), r.partition))
-                .or_default()
-                .push((r.offset, r.value.clone())),
-        }
-    }
-    out
-}
-
-/// Per (topic, partition): the Kafka offsets below its last record that hold no record. No topic
-/// here is compacted or transactional, so a hole is a batch the broker numbered but does not serve.
-type Holes = BTreeMap<(String, i32), Vec<i64>>;
-
-fn holes_in(topic: &str, records: &[Rec], holes: &mut Holes) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for r in records {
-        let n = next.get(&r.partition).copied().unwrap_or(0);
-        if n < r.offset {
-            holes
-                .entry((topic.to_string(), r.partition))
-                .or_default()
-                .extend(n..r.offset);
-        }
-        next.insert(r.partition, r.offset + 1);
-    }
-}
-
-/// The output streams, and the holes in their Kafka offsets.
-fn actual_streams(broker: &Broker, topics: &[String]) -> (Streams, Holes) {
-    let mut out: Streams = BTreeMap::new();
-    let mut holes = Holes::new();
-    for t in topics {
-        let records = read_all(broker, t, PARTITIONS);
-        for r in &records {
-            let raw_offset = r.header("pricefeed-raw-offset").parse().unwrap();
-            out.entry((t.clone(), r.partition))
-                .or_default()
-                .push((raw_offset, r.value.clone()));
-        }
-        holes_in(t, &records, &mut holes);
-    }
-    (out, holes)
-}
-
-fn total(s: &Streams) -> usize {
-    s.values().map(Vec::len).sum()
 }
 
 #[test]
@@ -239,45 +166,21 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     let want = total(&expected);
     let deadline = Instant::now() + Duration::from_secs(300);
     let (actual, mut holes) = loop {
-        let (actual, holes) = actual_streams(&broker, &topics);
+        let (actual, holes) = actual_streams(&broker, &topics, PARTITIONS);
         let have = total(&actual);
         if have >= want || Instant::now() > deadline {
             break (actual, holes);
         }
         std::thread::sleep(Duration::from_secs(2));
     };
-    // Every difference, per output partition, so a failure tells a skipped raw batch (missing
-    // from every output of that partition) from a lost output batch (missing from one).
-    let mut report = Vec::new();
-    for (key, want) in &expected {
-        let have = actual.get(key).cloned().unwrap_or_default();
-        if &have != want {
-            report.push(format!("{}/{}: {}", key.0, key.1, differences(want, &have)));
-        }
-    }
-    for (key, have) in &actual {
-        if !expected.contains_key(key) {
-            report.push(format!(
-                "{}/{}: {} records where none were expected",
-                key.0,
-                key.1,
-                have.len()
-            ));
-        }
-    }
     holes_in(&format!("{prefix}.raw"), &raw, &mut holes);
     eprintln!(
         "Kafka offsets without a record: {} in {} partitions (raw and outputs)",
         holes.values().map(Vec::len).sum::<usize>(),
         holes.len()
     );
+    let report = report(&expected, &actual, &holes);
     if !report.is_empty() {
-        for ((topic, partition), offsets) in &holes {
-            report.push(format!(
-                "{topic}/{partition}: no records at Kafka offsets {}",
-                ranges(offsets)
-            ));
-        }
         panic!(
             "the outputs differ from the raw topic:\n{}\n(the logs are kept, see below)",
             report.join("\n"),
@@ -290,105 +193,13 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     drop(workers);
 }
 
-/// How `have` differs from `want` (both `(raw offset, value)` in output order).
-fn differences(want: &[(i64, String)], have: &[(i64, String)]) -> String {
-    let want_set: BTreeMap<i64, &String> = want.iter().map(|(o, v)| (*o, v)).collect();
-    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
-    for (o, _) in have {
-        *seen.entry(*o).or_default() += 1;
-    }
-    // Missing records as runs of consecutive records of `want`: a lost batch is one run even on a
-    // channel that carries only some of the raw offsets.
-    let mut missing: Vec<(i64, i64, usize)> = Vec::new();
-    let mut previous = None;
-    for (i, (o, _)) in want.iter().enumerate() {
-        if seen.contains_key(o) {
-            continue;
-        }
-        match missing.last_mut() {
-            Some(run) if previous.map(|p| p + 1) == Some(i) => (run.1, run.2) = (*o, run.2 + 1),
-            _ => missing.push((*o, *o, 1)),
-        }
-        previous = Some(i);
-    }
-    let missing = listed(
-        missing
-            .iter()
-            .map(|&(a, b, n)| match n {
-                1 => a.to_string(),
-                n => format!("{a}..={b} ({n} records)"),
-            })
-            .collect(),
-    );
-    let twice: BTreeSet<i64> = seen
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(o, _)| *o)
-        .collect();
-    let unexpected: BTreeSet<i64> = seen
-        .keys()
-        .filter(|o| !want_set.contains_key(o))
-        .copied()
-        .collect();
-    let wrong_value: BTreeSet<i64> = have
-        .iter()
-        .filter(|(o, v)| want_set.get(o).is_some_and(|w| *w != v))
-        .map(|(o, _)| *o)
-        .collect();
-    let order = match have.windows(2).position(|w| w[1].0 <= w[0].0) {
-        Some(i) => format!("raw offsets stop increasing at index {}", i + 1),
-        None => "raw offsets increase throughout".into(),
-    };
-    format!(
-        "expected {} records, found {}; missing raw offsets {missing}; written twice {}; \
-         not expected {}; wrong value {}; {order}",
-        want.len(),
-        have.len(),
-        ranges(&twice),
-        ranges(&unexpected),
-        ranges(&wrong_value),
-    )
-}
-
 fn file_name(path: &std::path::Path) -> String {
     path.file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-/// `{1, 2, 3, 7}` as `1..=3, 7`.
-fn ranges<'a>(offsets: impl IntoIterator<Item = &'a i64>) -> String {
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for &o in offsets {
-        match runs.last_mut() {
-            Some(run) if run.1 + 1 == o => run.1 = o,
-            _ => runs.push((o, o)),
-        }
-    }
-    listed(
-        runs.iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}..={b}")
-                }
-            })
-            .collect(),
-    )
-}
-
-/// At most 12 items, then how many more.
-fn listed(items: Vec<String>) -> String {
-    const SHOWN: usize = 12;
-    match items.len() {
-        0 => "none".into(),
-        n if n <= SHOWN => items.join(", "),
-        n => format!("{}, and {} more", items[..SHOWN].join(", "), n - SHOWN),
-    }
-}
-
-/// Keeps the test's directory (worker logs, and the broker's as `tansu.log`) when the test fails.
+/// Keeps the test's directory (worker logs, and the broker's as `kafka.log`) when the test fails.
 struct KeepOnPanic<'a> {
     dir: Option<tempfile::TempDir>,
     broker: &'a Broker,
@@ -405,7 +216,7 @@ impl Drop for KeepOnPanic<'_> {
         if std::thread::panicking()
             && let Some(d) = self.dir.take()
         {
-            self.broker.save_log(&d.path().join("tansu.log"));
+            self.broker.save_log(&d.path().join("kafka.log"));
             eprintln!("kept {}", d.keep().display());
         }
     }

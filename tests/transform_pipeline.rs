@@ -257,7 +257,11 @@ fn a_single_channel_worker_writes_only_its_channel_and_its_own_dead_letters() {
     assert!(read_all(&broker, &format!("{prefix}.tight"), PARTITIONS).is_empty());
     assert!(read_all(&broker, &format!("{prefix}.dlq"), PARTITIONS).is_empty());
     assert!(
-        worker.log_text().contains("group=pricefeed-transform-wide"),
+        // The fixture prefixes the default group name with the test's raw topic (tests share
+        // a broker); the default itself is a unit test in src/transform/mod.rs.
+        worker
+            .log_text()
+            .contains(&format!("group={raw}.pricefeed-transform-wide ")),
         "its own consumer group: {}",
         worker.log_text()
     );

@@ -113,7 +113,7 @@ pub fn assign(
         let ends = position(&consumer, topic, hub.read_back)?;
         for ((p, log), high) in topic.partitions.iter().enumerate().zip(ends) {
             if high > log.next() {
-                // Caught up once the record at high - 1 is read (on Tansu: the last batch).
+                // Caught up once the record at high - 1 is read.
                 targets
                     .0
                     .insert((topic.kafka_topic.clone(), p as i32), high - 1);

@@ -195,6 +195,15 @@ mod tests {
     }
 
     #[test]
+    fn a_single_channel_worker_has_a_group_of_its_own_by_default() {
+        assert_eq!(TransformOptions::default_group(None), "pricefeed-transform");
+        assert_eq!(
+            TransformOptions::default_group(Some("wide")),
+            "pricefeed-transform-wide"
+        );
+    }
+
+    #[test]
     fn options_that_break_exactly_once_are_refused() {
         for bad in [
             ("enable.idempotence", "false"),

@@ -62,7 +62,7 @@ pub fn last_written(
         .flat_map(|t| {
             partitions
                 .iter()
-                .map(move |p| (t.clone(), *p, ReadFrom::LastBatch))
+                .map(move |p| (t.clone(), *p, ReadFrom::Last))
         })
         .collect();
     let mut last: HashMap<(String, i32), i64> = HashMap::new();

@@ -1,8 +1,10 @@
-//! Test fixtures: a throwaway Tansu broker on a free port, per-test topic names, and helpers to
-//! produce, read back and run the `pricefeed` binary. Never a mock in place of Kafka.
+//! Test fixtures: the Apache Kafka broker of the run (or a test's own), per-test topic and group
+//! names, and helpers to produce, read back and run the `pricefeed` binary. Never a mock in place
+//! of Kafka.
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod streams;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -240,13 +242,16 @@ pub fn spawn_pricefeed_env(
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_pricefeed"))
-        .arg("--config")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pricefeed"));
+    cmd.arg("--config")
         .arg(config)
         .arg("--brokers")
-        .arg(&broker.addr)
-        .arg("--kafka-option")
-        .arg("consumer.session.timeout.ms=6000")
+        .arg(&broker.addr);
+    // Tests share one broker: each test's workers form a group of their own.
+    if let Some(group) = test_group(config, args) {
+        cmd.env("PRICEFEED_GROUP_ID", group);
+    }
+    let child = cmd
         .args(args)
         .env("PRICEFEED_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("RUST_LOG", "info,librdkafka=error,rdkafka=error")
@@ -262,6 +267,32 @@ pub fn spawn_pricefeed_env(
         http_port,
         log,
     }
+}
+
+/// The consumer group of a test's transform workers: the default group name
+/// (`pricefeed-transform[-<channel>]`) prefixed with the test's raw topic, so tests sharing the
+/// broker never share a group. `None` when the arguments name a group or run no transform.
+fn test_group(config: &Path, args: &[&str]) -> Option<String> {
+    if !args.iter().any(|a| matches!(*a, "run" | "transform")) || args.contains(&"--group-id") {
+        return None;
+    }
+    let text = std::fs::read_to_string(config).ok()?;
+    let raw = text.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("raw_topic")?
+            .trim()
+            .strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })?;
+    let channel = args
+        .iter()
+        .position(|a| *a == "--channel")
+        .and_then(|i| args.get(i + 1));
+    Some(match channel {
+        Some(c) => format!("{raw}.pricefeed-transform-{c}"),
+        None => format!("{raw}.pricefeed-transform"),
+    })
 }
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1; `None` when nothing answers.
