@@ -282,3 +282,32 @@ fn an_unknown_channel_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown channel \"nope\""), "{stderr}");
 }
+
+#[test]
+fn a_session_timeout_the_broker_refuses_stops_the_worker_with_a_clear_error() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("bad-session");
+    let (dir, path) = write_config(&config(&prefix));
+    pricefeed_create_raw(&broker, &format!("{prefix}.raw"));
+    // Below Kafka's group.min.session.timeout.ms (6 s): the JoinGroup is refused every time.
+    let mut worker = spawn_pricefeed(
+        &broker,
+        &path,
+        &[
+            "--kafka-option",
+            "consumer.session.timeout.ms=3000",
+            "transform",
+        ],
+        dir.path(),
+    );
+    let status = wait_for(Duration::from_secs(60), "the worker to stop", || {
+        worker.child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(1), "{}", worker.log_text());
+    let log = worker.log_text();
+    assert!(
+        log.contains("the broker refused the consumer group settings")
+            && log.contains("group.min.session.timeout.ms"),
+        "{log}"
+    );
+}

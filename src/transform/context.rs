@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -95,6 +95,28 @@ pub struct WorkerContext {
 const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Sends every queued record at once and waits until each has its delivery report (served by
+/// the producer's own polling thread); `Err` with how many are left after `timeout`.
+///
+/// Not `Producer::flush`: rdkafka 0.39's flush polls in steps of 100 ms that never end early, so
+/// every checkpoint held the worker (and every price behind it) for at least 100 ms: the p99 of
+/// raw record → client was ~95 ms at 200 prices/s with it, ~20 ms without.
+pub fn flush(producer: &OutputProducer, timeout: Duration) -> Result<(), i32> {
+    // A zero timeout only wakes the broker threads so that nothing waits for linger.ms.
+    let _ = producer.flush(Duration::ZERO);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = producer.in_flight_count();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(left);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 impl WorkerContext {
     fn push(&self, event: AssignmentEvent) {
         self.events
@@ -114,9 +136,9 @@ impl WorkerContext {
     /// Waits for every enqueued output record, then commits the stored raw offsets. Never
     /// commits after a failed delivery.
     pub fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, mode: CommitMode) -> bool {
-        if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
+        if let Err(left) = flush(&self.producer, FLUSH_TIMEOUT) {
             self.fatal.set(format!(
-                "output records not acknowledged within {FLUSH_TIMEOUT:?}: {e}"
+                "{left} output records not acknowledged within {FLUSH_TIMEOUT:?}"
             ));
         }
         if self.fatal.is_set() {

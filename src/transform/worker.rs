@@ -158,6 +158,14 @@ pub(super) fn run_loop(
         l.apply_events(&consumer);
         match polled {
             Some(Ok(m)) => l.handle(&consumer, &m)?,
+            Some(Err(e)) if refused_group_setting(&e) => {
+                // The broker refuses to let this worker join: retrying cannot help.
+                return Err(TransformError::Kafka(format!(
+                    "the broker refused the consumer group settings: {e}; session.timeout.ms \
+                     must lie within the broker's group.min.session.timeout.ms (6 s by default) \
+                     and group.max.session.timeout.ms (30 min)"
+                )));
+            }
             Some(Err(e)) if l.log.allow("consumer") => warn!("raw consumer: {e}"),
             Some(Err(_)) => {}
             None => {}
@@ -426,4 +434,9 @@ fn send<'a>(
             }
         }
     }
+}
+
+/// A consume error that says the broker will never accept this member's group settings.
+fn refused_group_setting(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout)
 }
