@@ -157,18 +157,12 @@ fn main() {
     let settings: KafkaSettings = pf::kafka_settings(&broker.addr);
     let topic = format!("bench.{}", pf::CHANNEL);
     let raw_topic = "bench.raw".to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(pricefeed::kafka::ensure_topics(
+    let rt = pf::runtime();
+    pf::create_topics(
+        &rt,
         &settings,
         &[topic.clone(), raw_topic.clone(), "bench.dlq".into()],
-        PARTITIONS,
-        1,
-    ))
-    .unwrap();
+    );
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "machine: {cpus} cores; broker Apache Kafka (one node, same machine); edge: release build, separate process; {} symbols",

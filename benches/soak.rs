@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use loadgen::client::Target;
 use loadgen::fleet::Fleet;
 use loadgen::measure::latency;
-use loadgen::pricefeed::{self as pf, PARTITIONS};
+use loadgen::pricefeed as pf;
 use loadgen::{proc_stats, raise_fd_limit};
 
 struct Args {
@@ -33,27 +33,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        minutes: 30,
-        clients: 100,
-        rate: 200,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let v = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--minutes" => a.minutes = v.parse().expect("--minutes N"),
-            "--clients" => a.clients = v.parse().expect("--clients N"),
-            "--rate" => a.rate = v.parse().expect("--rate N"),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    Args {
+        minutes: loadgen::flag("--minutes", 30),
+        clients: loadgen::flag("--clients", 100),
+        rate: loadgen::flag("--rate", 200),
     }
-    a
 }
 
 /// CPU seconds and RSS (KiB) of each process, in the order broker, transform, edge.
@@ -76,20 +60,11 @@ fn main() {
     std::fs::write(&cfg, config).unwrap();
     let settings = pf::kafka_settings(&broker.addr);
     let raw_topic = "bench.raw".to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(pricefeed::kafka::ensure_topics(
-        &settings,
-        std::slice::from_ref(&raw_topic),
-        PARTITIONS,
-        1,
-    ))
-    .unwrap();
-    let edge = pf::start_edge(&broker.addr, &cfg, &dir.path().join("edge.log"));
+    let rt = pf::runtime();
+    pf::create_topics(&rt, &settings, std::slice::from_ref(&raw_topic));
+    // The transform creates the channel topics the edge waits for.
     let transform = pf::start_transform(&broker.addr, &cfg, &dir.path().join("transform.log"));
+    let edge = pf::start_edge(&broker.addr, &cfg, &dir.path().join("edge.log"));
     let pids = [
         broker.pid().expect("broker pid"),
         transform.child.id(),

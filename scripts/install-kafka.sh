@@ -55,7 +55,10 @@ if ! mvn -B -U -f "$pom" \
   else
     echo "install-kafka: Maven failed; its output:" >&2
   fi
-  grep -E '^\[(ERROR|WARNING)\]' "$tmp/mvn.log" | head -20 >&2 || tail -20 "$tmp/mvn.log" >&2
+  # Maven's own error lines, without its generic advice.
+  grep -E '^\[ERROR\] .*[^ ]' "$tmp/mvn.log" \
+    | grep -vE 'Re-run Maven|full stack trace|For more information|\[Help 1\] http' \
+    | head -10 >&2 || tail -20 "$tmp/mvn.log" >&2
   exit 1
 fi
 ls "$tmp/libs"/kafka_2.13-"$version".jar >/dev/null 2>&1 || fail "Maven finished but kafka_2.13-$version.jar is missing from $tmp/libs"

@@ -35,7 +35,10 @@ free_port() {
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# Running (a zombie, killed but not yet reaped by its new parent, is not).
+alive() {
+  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
+}
 
 pid_of() { [ -f "$1/broker.pid" ] && cat "$1/broker.pid" || true; }
 

@@ -30,6 +30,18 @@ pub fn now_us() -> u64 {
         .as_micros() as u64
 }
 
+/// The value after `name` on the command line (`--minutes 30`), parsed; `default` without it.
+pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let argv: Vec<String> = std::env::args().collect();
+    match argv.iter().position(|a| a == name) {
+        None => default,
+        Some(i) => argv
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} needs a value")),
+    }
+}
+
 /// `--rates 200,1000,…` as numbers; "" is no rate at all (skips the phase).
 pub fn rates(v: &str) -> Vec<u64> {
     v.split(',')

@@ -40,6 +40,23 @@ pub fn config(symbols: &[String]) -> String {
     s
 }
 
+/// The runtime the benchmarks drive their clients on (two workers: the machine's cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates `topics` (`PARTITIONS` partitions, one replica) where missing.
+pub fn create_topics(rt: &tokio::runtime::Runtime, settings: &KafkaSettings, topics: &[String]) {
+    rt.block_on(pricefeed::kafka::ensure_topics(
+        settings, topics, PARTITIONS, 1,
+    ))
+    .expect("creating the benchmark's topics");
+}
+
 /// `BENCH_KAFKA_OPTIONS` (`key=value,…`) as Kafka settings for the generator and the edge.
 pub fn kafka_settings(brokers: &str) -> KafkaSettings {
     KafkaSettings {
@@ -111,6 +128,8 @@ fn start(role: &[&str], brokers: &str, config: &Path, log: &Path) -> Node {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("spawn pricefeed");
+    // A Node from the start, so that a process that never becomes ready is killed on the panic.
+    let node = Node { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(port, "/readyz") != "ready\n" {
         assert!(
@@ -121,7 +140,7 @@ fn start(role: &[&str], brokers: &str, config: &Path, log: &Path) -> Node {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Node { child, port }
+    node
 }
 
 /// Writes records into `topic` at `rate` per second until `stop`, on its own thread: channel

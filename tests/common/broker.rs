@@ -84,6 +84,13 @@ impl Broker {
         }
     }
 
+    /// The broker's directory (server.properties, data/, broker.log, broker.pid).
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_deref()
+            .expect("the broker's directory is not known")
+    }
+
     fn own_dir(&self) -> &Path {
         self.own
             .as_ref()
