@@ -77,7 +77,8 @@ if [ "$demo" = 1 ]; then
     cargo build --release --locked --quiet
     export PRICEFEED_BIN="$root/target/release/pricefeed"
   fi
-  # Its own process group, so that stopping it stops the broker, pricefeed and the simulator.
+  # Its own process group, so that stopping it stops pricefeed and the simulator (the script
+  # stops the broker, which has its own session, or its watchdog does once the script is gone).
   setsid scripts/demo.sh >"$out/demo.out" 2>&1 &
   demo_pid=$!
   echo "loadtest: starting the demo (log: $out/demo.out)"

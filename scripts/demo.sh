@@ -34,7 +34,8 @@ if ! command -v cargo >/dev/null; then
   echo "demo: Rust (cargo) is needed to build pricefeed" >&2
   exit 1
 fi
-kafka_version="$(basename "$(dirname "$(scripts/install-kafka.sh)")")"
+kafka_libs="$(scripts/install-kafka.sh)"
+kafka_version="$(basename "$(dirname "$kafka_libs")")"
 if [ -n "${PRICEFEED_BIN:-}" ]; then
   bin="$PRICEFEED_BIN"
 else
@@ -49,7 +50,7 @@ cleanup() {
   trap - EXIT INT TERM
   echo
   echo "demo: stopping"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "${stop_kafka:-}" ]; then scripts/kafka.sh stop --dir "$kafka_dir" || true; fi
 }
@@ -69,8 +70,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   exit 1
 fi
 echo "demo: starting Apache Kafka…"
-scripts/kafka.sh start --dir "$kafka_dir" "${port_arg[@]}" --owner-pid $$ >/dev/null
 stop_kafka=1
+scripts/kafka.sh start --dir "$kafka_dir" ${port_arg[@]+"${port_arg[@]}"} --owner-pid $$ >/dev/null
 echo "demo: Apache Kafka ${kafka_version#kafka-} (KRaft, one node) on 127.0.0.1:$port, data in $kafka_dir"
 # The broker is not a child of this script: watch it, so the demo stops when it does.
 kafka_pid="$(cat "$kafka_dir/broker.pid")"

@@ -34,8 +34,18 @@ if ! [[ "$java_major" =~ ^[0-9]+$ ]] || [ "$java_major" -lt 17 ]; then
   fail "Java 17 or newer is needed to run Apache Kafka $version; found java ${java_version:-of unknown version} at $(command -v java)"
 fi
 
-# Installed: the marker is written last, so a half-finished copy is never taken for a whole one.
-if [ -f "$dest/.installed" ]; then
+# Installed: the marker (the pin's checksum) is written last, so a half-finished copy is never
+# taken for a whole one, and a changed pin (other logging jars, say) is installed again.
+pin="$(sha256sum "$pom" | cut -d' ' -f1)"
+if [ "$(cat "$dest/.installed" 2>/dev/null)" = "$pin" ]; then
+  echo "$libs"
+  exit 0
+fi
+# One install at a time (tests may start brokers side by side on a fresh clone).
+mkdir -p "$root/.tools"
+exec 9>"$root/.tools/.install-kafka.lock"
+flock 9
+if [ "$(cat "$dest/.installed" 2>/dev/null)" = "$pin" ]; then
   echo "$libs"
   exit 0
 fi
@@ -50,7 +60,7 @@ trap 'rm -rf "$tmp"' EXIT
 if ! mvn -B -U -f "$pom" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >"$tmp/mvn.log" 2>&1; then
-  if grep -qiE 'Could not (transfer|resolve)|UnknownHost|Connection refused|connect timed out|Network is unreachable|No route to host' "$tmp/mvn.log"; then
+  if grep -qiE 'Could not transfer|UnknownHost|Connection refused|connect timed out|Network is unreachable|No route to host' "$tmp/mvn.log"; then
     echo "install-kafka: Maven Central cannot be reached; Maven said:" >&2
   else
     echo "install-kafka: Maven failed; its output:" >&2
@@ -67,6 +77,6 @@ rm -rf "$dest"
 mkdir -p "$dest"
 mv "$tmp/libs" "$libs"
 cp "$pom" "$dest/pom.xml"
-touch "$dest/.installed"
+echo "$pin" >"$dest/.installed"
 echo "install-kafka: installed Apache Kafka $version ($(ls "$libs" | wc -l) jars, $(du -sh "$libs" | cut -f1)) in $libs" >&2
 echo "$libs"

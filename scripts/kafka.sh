@@ -20,7 +20,7 @@
 #       (default 30 s). Does nothing when no broker of DIR runs.
 #
 # Files in DIR: server.properties, data/ (the log dirs and the KRaft metadata), broker.log (the
-# broker's output: warnings, errors and its start/stop lines; PRICEFEED_KAFKA_LOG_LEVEL=INFO for
+# broker's output over all its starts: warnings, errors and its start/stop lines; PRICEFEED_KAFKA_LOG_LEVEL=INFO for
 # more), broker.pid, tmp/ (the JVM's temp dir: compression codecs unpack native code there).
 set -euo pipefail
 
@@ -40,7 +40,15 @@ alive() {
   [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
 }
 
-pid_of() { [ -f "$1/broker.pid" ] && cat "$1/broker.pid" || true; }
+# The pid of DIR's broker when it runs: the pid file is trusted only while that process is a
+# Kafka started on DIR's properties (after a reboot or a SIGKILLed demo the pid may be reused).
+pid_of() {
+  local pid
+  pid="$(cat "$1/broker.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $1/server.properties"; then
+    echo "$pid"
+  fi
+}
 
 prop() { sed -n "s/^$1=//p" "$2" | tail -1; }
 
@@ -86,6 +94,19 @@ stop() {
   rm -f "$dir/broker.pid"
 }
 
+# Stops broker $2 once process $1 is gone; ends by itself when the broker does. With
+# --ephemeral the directory is removed after the broker stopped for that reason.
+watchdog() {
+  setsid bash -c '
+    while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+    kill -0 "$2" 2>/dev/null || exit 0
+    kill -TERM "$2" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$2" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$2" 2>/dev/null
+    if [ "$3" = 1 ]; then sleep 0.2; rm -rf "$4"; fi' \
+    watchdog "$1" "$2" "$ephemeral" "$dir" </dev/null >/dev/null 2>&1 &
+}
+
 start() {
   local libs props pid
   libs="$("$root/scripts/install-kafka.sh")"
@@ -96,6 +117,9 @@ start() {
   if [ ! -f "$dir/data/meta.properties" ]; then
     rm -rf "$dir/data" "$dir/server.properties"
     port="${port:-$(free_port)}"
+    if listening "$port"; then
+      fail "something already listens on 127.0.0.1:$port"
+    fi
     local cport
     cport="$(free_port)"
     while [ "$cport" = "$port" ]; do cport="$(free_port)"; done
@@ -161,18 +185,28 @@ while True:
   fi
 
   mkdir -p "$dir/tmp"
+  log_from=$(($(wc -l <"$dir/broker.log" 2>/dev/null || echo 0) + 1))
+  echo "=== scripts/kafka.sh start $(date -u +%Y-%m-%dT%H:%M:%SZ) ===" >>"$dir/broker.log"
   # Drain nothing: the JVM writes to a file, never to a pipe that could fill up.
   setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Djava.io.tmpdir="$dir/tmp" -Dkafka.logs.dir="$dir" \
     -Dlog4j2.configurationFile="$root/scripts/kafka/log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$props" </dev/null >"$dir/broker.log" 2>&1 &
+    -cp "$libs/*" kafka.Kafka "$props" </dev/null >>"$dir/broker.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/broker.pid"
+  # Interrupted or failed before it serves: the broker goes too (it has its own session, so a
+  # Ctrl-C does not reach it).
+  trap "kill -KILL $pid 2>/dev/null || true" EXIT
+  trap 'exit 130' INT TERM
+  if [ -n "$owner" ]; then
+    watchdog "$owner" "$pid"
+  fi
 
   local deadline=$((SECONDS + ${timeout:-90}))
-  until grep -q "Kafka Server started" "$dir/broker.log" 2>/dev/null && listening "$port"; do
+  until tail -n +"$log_from" "$dir/broker.log" 2>/dev/null | grep -q "Kafka Server started" \
+      && listening "$port"; do
     if ! alive "$pid"; then
       show_log "$dir"
       fail "the broker exited while starting"
@@ -185,17 +219,7 @@ while True:
     sleep 0.1
   done
 
-  if [ -n "$owner" ]; then
-    # Stops the broker once the owner is gone; ends by itself when the broker does.
-    setsid bash -c '
-      while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
-      kill -0 "$2" 2>/dev/null || exit 0
-      kill -TERM "$2" 2>/dev/null
-      for _ in $(seq 1 100); do kill -0 "$2" 2>/dev/null || break; sleep 0.2; done
-      kill -KILL "$2" 2>/dev/null
-      if [ "$3" = 1 ]; then sleep 0.2; rm -rf "$4"; fi' \
-      watchdog "$owner" "$pid" "$ephemeral" "$dir" </dev/null >/dev/null 2>&1 &
-  fi
+  trap - EXIT INT TERM
   echo "127.0.0.1:$port"
 }
 

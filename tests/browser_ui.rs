@@ -45,8 +45,9 @@ struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        // The script's own process group (process_group(0) at spawn): the script, the broker,
-        // pricefeed and the simulator, and nothing else.
+        // The script's own process group (process_group(0) at spawn): the script, pricefeed and
+        // the simulator (the broker has a session of its own: the script stops it on SIGTERM,
+        // and its watchdog when the script is gone).
         let pgid = self.0.id() as libc::pid_t;
         assert!(pgid > 1);
         unsafe { libc::kill(-pgid, libc::SIGTERM) };

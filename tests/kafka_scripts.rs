@@ -35,8 +35,26 @@ fn path_with(tools: &[&str], dir: &Path) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let basics = [
-        "bash", "sed", "head", "tail", "dirname", "id", "mktemp", "rm", "grep", "ls", "du", "cut",
-        "wc", "touch", "mv", "cp", "mkdir", "cat",
+        "bash",
+        "sed",
+        "head",
+        "tail",
+        "dirname",
+        "id",
+        "mktemp",
+        "rm",
+        "grep",
+        "ls",
+        "du",
+        "cut",
+        "wc",
+        "touch",
+        "mv",
+        "cp",
+        "mkdir",
+        "cat",
+        "sha256sum",
+        "flock",
     ];
     for t in basics.iter().chain(tools) {
         let found = Command::new("bash")
@@ -79,7 +97,7 @@ fn install_names_what_is_missing() {
         "{}",
         text(&out)
     );
-    assert!(!tree.path().join(".tools").exists());
+    assert!(!tree.path().join(".tools/kafka-4.1.1/libs").exists());
 }
 
 #[test]
@@ -120,7 +138,16 @@ fn kafka_sh(args: &[&str]) -> Output {
 fn a_setting_the_broker_refuses_fails_with_the_brokers_own_words() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = kafka_sh(&["start", "--dir", d, "--set", "num.io.threads=0"]);
+    let me = std::process::id().to_string();
+    let out = kafka_sh(&[
+        "start",
+        "--dir",
+        d,
+        "--owner-pid",
+        &me,
+        "--set",
+        "num.io.threads=0",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("num.io.threads"), "{}", text(&out));
     kafka_sh(&["stop", "--dir", d]);
@@ -131,12 +158,15 @@ fn a_second_broker_on_the_same_dir_or_port_is_refused() {
     let broker = common::Broker::start_own();
     let dir = tempfile::tempdir().unwrap();
     let port = broker.addr.rsplit(':').next().unwrap();
+    let me = std::process::id().to_string();
     let out = kafka_sh(&[
         "start",
         "--dir",
         dir.path().to_str().unwrap(),
         "--port",
         port,
+        "--owner-pid",
+        &me,
     ]);
     assert!(!out.status.success());
     assert!(

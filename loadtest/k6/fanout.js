@@ -6,7 +6,7 @@
 //
 // Thresholds: no protocol error, no gap, no duplicate, every client ready, at least one price
 // per connection; with P99_MS, p99 latency under it (loadtest/run.sh sets 1000 ms for full runs,
-// which the demo on 2 cores with the local broker meets; none for CI smoke runs: shared machines
+// which the demo on 2 cores with its local Kafka meets; none for CI smoke runs: shared machines
 // make timing assertions noise).
 import { WebSocket } from "k6/experimental/websockets";
 import { setTimeout } from "k6/timers";

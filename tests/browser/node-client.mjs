@@ -31,7 +31,7 @@ for (const [how, make] of [
   s.on("gap", (g) => gaps.push(g));
   await until(() => s.stats.snapshots >= 1 && s.stats.messages >= 50, 20_000, `${how}: snapshot and 50 prices`);
   check(s.state === "open", `${how}: open, ${s.stats.messages} prices after the snapshot`);
-  // The local broker can pause for seconds: a drop during which the channel published nothing
+  // A channel can publish nothing for a while (a pause of a busy machine): a drop during which the channel published nothing
   // has nothing to replay, so drop again (up to 4 times); every resume is checked all the same.
   let replayed = 0;
   let drops = 0;

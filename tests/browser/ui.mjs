@@ -203,7 +203,7 @@ try {
   // the sockets and refuses connections: the library sees the close, backs off and reconnects).
   // Each panel resumes with no gap, no duplicate and no snapshot in place of a replay, every
   // time. The feed must have moved on while they were away for the resume to replay anything;
-  // right after start-up the pipeline works in bursts (the local broker stalls for seconds at
+  // right after start-up the pipeline works in bursts (a busy machine can stall for a moment at
   // times), so a cut during which nothing was published is repeated, up to 4 cuts in all.
   const hubEnd = async (c) =>
     page.evaluate(async (c) => {
@@ -226,7 +226,7 @@ try {
         { timeout: 30_000 },
       );
       networkDown = false;
-      // Live again: prices arrive after the resume (the local broker may pause for seconds).
+      // Live again: prices arrive after the resume (a busy machine may pause).
       await page.waitForFunction(
         (prev) => window.pricefeedUi.panels.every((p, i) => p.socket.stats.messages > prev[i].messages),
         statsBefore,
@@ -338,7 +338,7 @@ try {
   sameOriginOnly(dash, new URL(base).origin, failures);
   await dash.goto(base + "/dashboard");
   await dash.waitForFunction(() => window.pricefeedDashboard?.scrapes >= 3, null, { timeout: 20_000 });
-  // A 2 s interval with no price on a channel happens when the local broker pauses: wait for one
+  // A 2 s interval with no price on a channel happens when the machine pauses: wait for one
   // where both channels delivered.
   await dash.waitForFunction(
     () => {
