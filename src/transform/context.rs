@@ -1,18 +1,21 @@
 //! librdkafka callbacks of a transform worker: delivery reports, consumer statistics, and the
 //! rebalance hook where the resume rule runs.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use rdkafka::client::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::resume::{self, PartitionResume};
 use crate::kafka::KafkaSettings;
@@ -47,6 +50,42 @@ impl Fatal {
     }
 }
 
+/// What a delivery report says about the record it reports on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written at this offset.
+    Written,
+    /// Dropped on purpose by this worker (a lost assignment): not an error.
+    Purged,
+    /// Not written, or not known to be written: the worker must stop before committing past it.
+    Failed(String),
+}
+
+/// Classifies a delivery report from its error (if any) and the offset it gives.
+///
+/// librdkafka reports a batch the broker answered with `DUPLICATE_SEQUENCE_NUMBER` as delivered,
+/// with offset -1: the broker claims it already has the batch, but nothing confirms where, and a
+/// broker that is wrong about it leaves a silent hole. Such a record counts as failed.
+pub fn classify(error: Option<&KafkaError>, offset: i64) -> Delivery {
+    match error {
+        Some(e)
+            if matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+            ) =>
+        {
+            Delivery::Purged
+        }
+        Some(e) => Delivery::Failed(e.to_string()),
+        None if offset < 0 => Delivery::Failed(
+            "the broker acknowledged it without an offset (a duplicate-sequence reply), so it \
+             cannot be confirmed as written"
+                .to_string(),
+        ),
+        None => Delivery::Written,
+    }
+}
+
 /// Producer callbacks: a delivery that failed for good stops the worker (so nothing is
 /// committed past it and the resume rule rewrites it after a restart).
 pub struct DeliveryContext {
@@ -59,18 +98,27 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
+        let (delivery, topic, partition) = match result {
+            Ok(m) => (classify(None, m.offset()), m.topic(), m.partition()),
+            Err((e, m)) => (classify(Some(e), m.offset()), m.topic(), m.partition()),
+        };
+        if let Delivery::Failed(why) = delivery {
             telemetry::produce_error();
             self.fatal.set(format!(
-                "delivery to {}/{} failed: {e}; stopping so the record is rewritten on restart",
-                m.topic(),
-                m.partition()
+                "delivery to {topic}/{partition} failed: {why}; stopping so that nothing is \
+                 committed past it (run `pricefeed reconcile` if the broker may have lost it)"
             ));
         }
     }
 }
 
 pub type OutputProducer = ThreadedProducer<DeliveryContext>;
+
+/// A producer for a worker's output; its failures land in `fatal`.
+pub fn create_producer(kafka: &KafkaSettings, fatal: Arc<Fatal>) -> Result<OutputProducer, String> {
+    OutputProducer::from_config_and_context(&kafka.producer_config(), DeliveryContext { fatal })
+        .map_err(|e| format!("creating the producer: {}", crate::kafka::shown(&e)))
+}
 
 /// Partition changes for the poll loop, produced inside the rebalance callback.
 #[derive(Debug)]
@@ -81,11 +129,15 @@ pub enum AssignmentEvent {
 
 /// Consumer callbacks of a worker.
 pub struct WorkerContext {
-    pub producer: Arc<OutputProducer>,
+    /// Replaced (and the old one dropped, which purges what it still holds) when the worker
+    /// loses its assignment; the loop picks the new one up after each poll.
+    pub producer: ArcSwap<OutputProducer>,
     pub kafka: KafkaSettings,
     pub raw_topic: String,
     /// Output topics the resume rule checks, computed by the loop from the live rules.
     pub outputs: Mutex<Vec<String>>,
+    /// Per raw partition: the offset after the last record whose output is enqueued.
+    pub positions: Mutex<HashMap<i32, i64>>,
     pub events: Mutex<Vec<AssignmentEvent>>,
     pub has_events: AtomicBool,
     pub fatal: Arc<Fatal>,
@@ -93,7 +145,10 @@ pub struct WorkerContext {
 }
 
 const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long output may take to be acknowledged before the worker stops (without committing).
+/// Well below `message.timeout.ms` (at least 300 s, see `check_options`), so a worker stops
+/// before librdkafka can time a record out, which would let a later record land after it.
+pub const OUTPUT_STALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Sends every queued record at once and waits until each has its delivery report (served by
 /// the producer's own polling thread); `Err` with how many are left after `timeout`.
@@ -133,26 +188,90 @@ impl WorkerContext {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Waits for every enqueued output record, then commits the stored raw offsets. Never
-    /// commits after a failed delivery.
+    /// Records that every output of raw record `offset` of `partition` is enqueued.
+    #[inline]
+    pub fn handled(&self, partition: i32, offset: i64) {
+        self.positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(partition, offset + 1);
+    }
+
+    /// Commits the raw offsets of the records handled so far, once all their output is
+    /// acknowledged. Never commits after a failed delivery.
+    ///
+    /// The offsets are taken before the flush and committed as an explicit list: librdkafka's
+    /// stored offsets are read later on its own thread, by when the loop has moved past
+    /// records whose output is only queued, and a commit covering those loses them on a crash.
     pub fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, mode: CommitMode) -> bool {
-        if let Err(left) = flush(&self.producer, FLUSH_TIMEOUT) {
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in self
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ =
+                offsets.add_partition_offset(&self.raw_topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(left) = flush(&self.producer.load(), OUTPUT_STALL_LIMIT) {
             self.fatal.set(format!(
-                "{left} output records not acknowledged within {FLUSH_TIMEOUT:?}"
+                "{left} output records not acknowledged within {OUTPUT_STALL_LIMIT:?}"
             ));
         }
         if self.fatal.is_set() {
             return false;
         }
-        match consumer.commit_consumer_state(mode) {
+        if offsets.count() == 0 {
+            return true;
+        }
+        match consumer.commit(&offsets, mode) {
             Ok(()) => true,
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
             Err(e) => {
                 // Not fatal: the commit is only a lower bound for the resume rule.
                 debug!("offset commit failed: {e}");
                 false
             }
         }
+    }
+
+    /// The assignment is gone without a clean handover (the group expelled this worker: a
+    /// stalled process, a missed session): another worker may already be writing these
+    /// partitions from what it found in the outputs. Whatever this worker still holds must not
+    /// reach Kafka, and nothing is committed. Dropping the producer purges its queue; records
+    /// already on the wire cannot be called back (see docs/architecture.md, "zombie").
+    fn discard(&self) {
+        let queued = self.producer.load().in_flight_count();
+        match create_producer(&self.kafka, self.fatal.clone()) {
+            Ok(fresh) => {
+                drop(self.producer.swap(Arc::new(fresh)));
+            }
+            Err(e) => self.fatal.set(e),
+        }
+        self.positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        warn!(
+            queued,
+            "raw partitions lost without a handover (this worker was expelled from the group): \
+             dropping its unsent output and committing nothing"
+        );
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<WorkerContext>, lost: bool) {
+        if lost {
+            self.discard();
+        } else {
+            // Everything polled so far is enqueued: wait for it, commit, then let go.
+            self.checkpoint(consumer, CommitMode::Sync);
+            self.positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        self.push(AssignmentEvent::Revoked);
+        let _ = consumer.unassign();
     }
 
     fn assign(&self, consumer: &BaseConsumer<WorkerContext>, tpl: &mut TopicPartitionList) {
@@ -250,22 +369,40 @@ impl ConsumerContext for WorkerContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Everything polled so far is enqueued: wait for it, commit, then let go.
-                self.checkpoint(consumer, CommitMode::Sync);
+                let lost = consumer.assignment_lost();
                 // The new owner reports these partitions' lag from now on.
                 for e in tpl.elements_for_topic(&self.raw_topic) {
                     telemetry::consumer_lag(e.partition(), 0);
                 }
-                self.push(AssignmentEvent::Revoked);
-                let _ = consumer.unassign();
-                info!("raw partitions revoked");
+                self.revoke(consumer, lost);
+                info!(lost, "raw partitions revoked");
             }
             other => {
                 error!("rebalance error: {:?}", other);
-                self.checkpoint(consumer, CommitMode::Sync);
-                self.push(AssignmentEvent::Revoked);
-                let _ = consumer.unassign();
+                self.revoke(consumer, true);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_without_an_offset_is_a_failure_and_a_purge_is_not() {
+        assert_eq!(classify(None, 41), Delivery::Written);
+        assert_eq!(classify(None, 0), Delivery::Written);
+        // What librdkafka reports for a batch the broker answered with DUPLICATE_SEQUENCE_NUMBER.
+        assert!(matches!(classify(None, -1), Delivery::Failed(why) if why.contains("duplicate")));
+        let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue);
+        assert_eq!(classify(Some(&purged), -1), Delivery::Purged);
+        let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeInflight);
+        assert_eq!(classify(Some(&purged), -1), Delivery::Purged);
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(
+            classify(Some(&timed_out), -1),
+            Delivery::Failed(_)
+        ));
     }
 }

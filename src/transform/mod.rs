@@ -71,6 +71,9 @@ pub enum TransformError {
     Fatal(String),
 }
 
+/// The lowest `message.timeout.ms` a worker accepts (librdkafka's default).
+const MIN_MESSAGE_TIMEOUT_MS: u64 = 300_000;
+
 /// Refuses librdkafka options that would silently break the exactly-once mechanism.
 pub fn check_options(kafka: &KafkaSettings) -> Result<(), TransformError> {
     for (key, value) in &kafka.options {
@@ -93,6 +96,16 @@ pub fn check_options(kafka: &KafkaSettings) -> Result<(), TransformError> {
                 "the worker uses eager rebalancing (range or roundrobin)"
             }
             "group.protocol" if v != "classic" => "the worker uses the classic group protocol",
+            "message.timeout.ms" | "delivery.timeout.ms"
+                if !v
+                    .parse::<u64>()
+                    .is_ok_and(|ms| ms == 0 || ms >= MIN_MESSAGE_TIMEOUT_MS) =>
+            {
+                "a record that times out is not covered by the gapless guarantee: a later record \
+                 can land after it and the resume rule would then skip it for good; it must be \
+                 0 (never) or at least 300000 (a worker whose output stalls stops after 60 s, \
+                 long before that)"
+            }
             _ => continue,
         };
         return Err(TransformError::UnsafeOption(
@@ -212,6 +225,9 @@ mod tests {
             ("consumer.enable.auto.commit", "true"),
             ("partition.assignment.strategy", "cooperative-sticky"),
             ("group.protocol", "consumer"),
+            ("producer.message.timeout.ms", "30000"),
+            ("delivery.timeout.ms", "299999"),
+            ("message.timeout.ms", "soon"),
         ] {
             let err = check_options(&with(&[bad])).unwrap_err();
             assert!(err.to_string().contains(bad.0), "{err}");
@@ -220,6 +236,8 @@ mod tests {
             ("acks", "all"),
             ("consumer.session.timeout.ms", "6000"),
             ("partition.assignment.strategy", "roundrobin"),
+            ("producer.message.timeout.ms", "600000"),
+            ("message.timeout.ms", "0"),
         ]))
         .unwrap();
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use rdkafka::Message;
 use rdkafka::config::FromClientConfigAndContext;
@@ -18,9 +19,14 @@ use rdkafka::producer::BaseRecord;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::context::{AssignmentEvent, DeliveryContext, Fatal, OutputProducer, WorkerContext};
+use super::context::{
+    AssignmentEvent, Fatal, OUTPUT_STALL_LIMIT, OutputProducer, WorkerContext, create_producer,
+};
 use super::process::{ChannelOutput, Processor, RecordMeta};
-use super::resume::{RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
+use super::resume::{self, RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
+
+/// How long reading the ends of a reload's new outputs may take.
+const FLOOR_TIMEOUT: Duration = Duration::from_secs(30);
 use super::{TransformError, TransformOptions, output_topics};
 use crate::config::Rules;
 use crate::config::reload::LiveRules;
@@ -84,26 +90,15 @@ pub(super) fn run_loop(
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
     let fatal = Arc::new(Fatal::default());
-    let producer = Arc::new(
-        OutputProducer::from_config_and_context(
-            &opts.kafka.producer_config(),
-            DeliveryContext {
-                fatal: fatal.clone(),
-            },
-        )
-        .map_err(|e| {
-            TransformError::Kafka(format!(
-                "creating the producer: {}",
-                crate::kafka::shown(&e)
-            ))
-        })?,
-    );
+    let producer =
+        Arc::new(create_producer(&opts.kafka, fatal.clone()).map_err(TransformError::Kafka)?);
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext {
-        producer: producer.clone(),
+        producer: ArcSwap::new(producer.clone()),
         kafka: opts.kafka.clone(),
         raw_topic: rules.kafka.raw_topic.clone(),
         outputs: Default::default(),
+        positions: Default::default(),
         events: Default::default(),
         has_events: AtomicBool::new(false),
         fatal: fatal.clone(),
@@ -213,6 +208,7 @@ impl Loop {
         self.runtime
             .block_on(crate::kafka::ensure_topics(&kafka, &topics, partitions, rf))
             .map_err(|e| TransformError::Kafka(e.to_string()))?;
+        self.floor_new_outputs(&topics, consumer.context())?;
         *consumer
             .context()
             .outputs
@@ -245,6 +241,46 @@ impl Loop {
         Ok(())
     }
 
+    /// Gives outputs that new rules add (a channel added by a reload) their resume floors on
+    /// the partitions this worker already holds: another worker, already on the new rules, may
+    /// have written them past this worker's position (before a rebalance, or while this one
+    /// replays after a restart), and those records must not be written again.
+    fn floor_new_outputs(
+        &mut self,
+        topics: &[String],
+        context: &WorkerContext,
+    ) -> Result<(), TransformError> {
+        let previous = context
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let added: Vec<String> = topics
+            .iter()
+            .filter(|t| !previous.contains(t))
+            .cloned()
+            .collect();
+        if added.is_empty() || self.floors.is_empty() {
+            return Ok(());
+        }
+        let partitions: Vec<i32> = self.floors.keys().copied().collect();
+        let reader = self
+            .opts
+            .kafka
+            .reader()
+            .map_err(|e| TransformError::Kafka(e.to_string()))?;
+        let last = resume::last_written(&reader, &added, &partitions, FLOOR_TIMEOUT)
+            .map_err(|e| TransformError::Kafka(format!("reading the new outputs' ends: {e}")))?;
+        for ((topic, partition), raw) in last {
+            if let Some(f) = self.floors.get_mut(&partition) {
+                info!(topic = %topic, partition, floor = raw, "new output already written up to");
+                f.max = f.max.max(raw);
+                f.by_topic.insert(topic, raw);
+            }
+        }
+        Ok(())
+    }
+
     fn partition_count(&self, consumer: &RawConsumer) -> Result<i32, TransformError> {
         crate::kafka::partition_count(consumer, &self.rules.kafka.raw_topic)
             .map_err(|e| TransformError::Kafka(e.to_string()))?
@@ -257,7 +293,13 @@ impl Loop {
     }
 
     fn apply_events(&mut self, consumer: &RawConsumer) {
-        for event in consumer.context().take_events() {
+        let events = consumer.context().take_events();
+        if events.is_empty() {
+            return;
+        }
+        // A lost assignment replaces the producer: never write through the old one again.
+        self.producer = consumer.context().producer.load_full();
+        for event in events {
             match event {
                 AssignmentEvent::Revoked => self.floors.clear(),
                 AssignmentEvent::Assigned(plan) => {
@@ -327,8 +369,10 @@ impl Loop {
                                 .key(key)
                                 .payload(value)
                                 .headers(headers);
-                            if let Err(e) = send(producer, record) {
-                                send_error.get_or_insert(e);
+                            if send_error.is_none()
+                                && let Err(e) = send(producer, consumer, record)
+                            {
+                                send_error = Some(e);
                             }
                             sink.records.increment(1);
                         }
@@ -341,26 +385,38 @@ impl Loop {
                         }
                     }
                 });
-        match result {
-            Ok(source_ts) => self
-                .source_age
-                .record(now_ms.saturating_sub(source_ts).max(0) as f64 / 1000.0),
-            Err(reject) => self.dead_letter(m, &reject)?,
+        let dead_lettered = match result {
+            Ok(source_ts) => {
+                self.source_age
+                    .record(now_ms.saturating_sub(source_ts).max(0) as f64 / 1000.0);
+                Ok(())
+            }
+            Err(reject) => self.dead_letter(consumer, m, &reject),
+        };
+        match send_error {
+            Some(Send::Failed(e)) => return Err(e),
+            // The record is not done; the next poll serves the revocation (or the stop).
+            Some(Send::GaveUp) => return Ok(()),
+            None => {}
         }
-        if let Some(e) = send_error {
-            return Err(e);
+        if let Err(send) = dead_lettered {
+            return match send {
+                Send::Failed(e) => Err(e),
+                Send::GaveUp => Ok(()),
+            };
         }
         self.raw_records.increment(1);
-        let _ = consumer.store_offset_from_message(m);
+        consumer.context().handled(partition, offset);
         self.latency.record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     fn dead_letter(
         &mut self,
+        consumer: &RawConsumer,
         m: &BorrowedMessage<'_>,
         reject: &Reject,
-    ) -> Result<(), TransformError> {
+    ) -> Result<(), Send> {
         let code = reject.code();
         let detail = reject.detail();
         telemetry::dead_lettered(code);
@@ -410,27 +466,53 @@ impl Loop {
         if let Some(key) = m.key() {
             record = record.key(key);
         }
-        send(&self.producer, record)
+        send(&self.producer, consumer, record)
     }
 }
 
-/// Enqueues a record, waiting while librdkafka's local queue is full.
+/// Why a record was not enqueued.
+enum Send {
+    /// The worker must stop.
+    Failed(TransformError),
+    /// The worker lost its partitions or is stopping: the record is not its to write any more.
+    GaveUp,
+}
+
+/// Enqueues a record, waiting while librdkafka's local queue is full, but not past the moment
+/// the worker loses its assignment (an expelled worker must not keep writing), a delivery
+/// failure, or [`OUTPUT_STALL_LIMIT`].
 fn send<'a>(
     producer: &OutputProducer,
+    consumer: &RawConsumer,
     mut record: BaseRecord<'a, [u8], [u8]>,
-) -> Result<(), TransformError> {
+) -> Result<(), Send> {
+    let mut deadline = None;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
+                let context = consumer.context();
+                if context.fatal.is_set() || consumer.assignment_lost() {
+                    return Err(Send::GaveUp);
+                }
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + OUTPUT_STALL_LIMIT);
+                if Instant::now() >= deadline {
+                    let message = format!(
+                        "the output queue stayed full for {OUTPUT_STALL_LIMIT:?}: Kafka is not \
+                         taking records for {}/{:?}",
+                        record.topic, record.partition
+                    );
+                    context.fatal.set(message.clone());
+                    return Err(Send::Failed(TransformError::Fatal(message)));
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err((e, r)) => {
-                return Err(TransformError::Kafka(format!(
+                return Err(Send::Failed(TransformError::Kafka(format!(
                     "cannot enqueue a record for {}/{:?}: {e}",
                     r.topic, r.partition
-                )));
+                ))));
             }
         }
     }
