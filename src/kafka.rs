@@ -284,12 +284,9 @@ pub fn read_to_end(
     reader: &BaseConsumer,
     starts: &[(String, i32, ReadFrom)],
     timeout: Duration,
-    mut on: impl FnMut(&BorrowedMessage<'_>),
+    on: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    // Per partition, the end offset (exclusive).
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
+    let mut ranges = Vec::new();
     for (topic, partition, start) in starts {
         let (low, high) = reader
             .fetch_watermarks(topic, *partition, ADMIN_TIMEOUT)
@@ -298,9 +295,29 @@ pub fn read_to_end(
             ReadFrom::Offset(o) => (*o).max(low).max(0),
             ReadFrom::Last => (high - 1).max(low).max(0),
         };
-        if high > start {
-            ends.insert((topic.clone(), *partition), high);
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(start))
+        ranges.push((topic.clone(), *partition, start, high));
+    }
+    read_range(reader, &ranges, timeout, on)
+}
+
+/// Reads each `(topic, partition, start, end)` from `start` up to `end` (exclusive), calling
+/// `on` for every record below `end`. A partition is done once a record at or past `end - 1` was
+/// read or the consumer's position reached `end` (offsets taken by transaction markers or
+/// aborted records are never delivered).
+pub fn read_range(
+    reader: &BaseConsumer,
+    ranges: &[(String, i32, i64, i64)],
+    timeout: Duration,
+    mut on: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    // Per partition, the end offset (exclusive).
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, start, end) in ranges {
+        if end > start {
+            ends.insert((topic.clone(), *partition), *end);
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*start))
                 .map_err(ctx("building an assignment"))?;
         }
     }
@@ -321,9 +338,14 @@ pub fn read_to_end(
             }
             match reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    on(&m);
                     let key = (m.topic().to_string(), m.partition());
-                    if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+                    let Some(end) = ends.get(&key).copied() else {
+                        continue;
+                    };
+                    if m.offset() < end {
+                        on(&m);
+                    }
+                    if m.offset() + 1 >= end {
                         ends.remove(&key);
                     }
                 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod pricing;
+pub mod reconcile;
 pub mod simulate;
 pub mod tail;
 pub mod telemetry;

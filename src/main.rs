@@ -102,6 +102,10 @@ enum Command {
     Watch(WatchArgs),
     /// Sign an HS256 client token with the secret named by [auth] secret_env (demos, tests, ops).
     Token(TokenArgs),
+    /// Compare the raw topic with every channel topic and the dead-letter topic: missing,
+    /// doubled and out-of-order raw offsets, wrong partitions, wrong prices. Exits 1 on any
+    /// finding, 2 when it cannot compare.
+    Reconcile(ReconcileArgs),
 }
 
 #[derive(Args)]
@@ -252,6 +256,35 @@ struct TailArgs {
     follow: bool,
 }
 
+#[derive(Args)]
+struct ReconcileArgs {
+    /// First raw offset to compare (default: each partition's first).
+    #[arg(long, conflicts_with = "from_time")]
+    from_offset: Option<i64>,
+    /// Raw offset to stop before (default: each partition's end when the run starts).
+    #[arg(long, conflicts_with = "to_time")]
+    to_offset: Option<i64>,
+    /// Compare raw records from this time on (ms since 1970, or RFC 3339).
+    #[arg(long, value_parser = pricefeed::reconcile::parse_time)]
+    from_time: Option<i64>,
+    /// Compare raw records before this time.
+    #[arg(long, value_parser = pricefeed::reconcile::parse_time)]
+    to_time: Option<i64>,
+    /// Only these raw partitions, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<i32>>,
+    /// An earlier channels.toml whose records may be in the range (records carry the version of
+    /// the rules that priced them); repeatable. Records of versions not given are not checked.
+    #[arg(long = "rules")]
+    older_rules: Vec<PathBuf>,
+    /// Check the single-channel worker group of this channel (its topic and dead-letter topic).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// The librdkafka options of one `--kafka-option` (or of `PRICEFEED_KAFKA_OPTIONS`).
 #[derive(Clone)]
 struct OptionList(Vec<(String, String)>);
@@ -334,6 +367,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Reconcile(r) = cli.command() {
+        return match Rules::load(&cli.config) {
+            Ok(rules) => reconcile(&cli, rules, r),
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rules = if matches!(cli.command(), Command::Tail(_)) {
         None
     } else {
@@ -362,6 +404,67 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("pricefeed: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn reconcile(cli: &Cli, rules: Rules, r: &ReconcileArgs) -> ExitCode {
+    use pricefeed::reconcile::{Bound, ReconcileOptions};
+    let mut older = Vec::new();
+    for path in &r.older_rules {
+        match Rules::load(path) {
+            Ok(rules) => older.push(std::sync::Arc::new(rules)),
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(c) = &r.channel
+        && rules.channel(c).is_none()
+    {
+        eprintln!(
+            "pricefeed: unknown channel {c:?}: it is not in {}",
+            cli.config.display()
+        );
+        return ExitCode::from(2);
+    }
+    let bound = |offset: Option<i64>, time: Option<i64>| match (offset, time) {
+        (Some(o), _) => Bound::Offset(o),
+        (None, Some(t)) => Bound::Time(t),
+        (None, None) => Bound::Edge,
+    };
+    let opts = ReconcileOptions {
+        kafka: KafkaSettings {
+            brokers: cli.brokers.clone(),
+            options: cli.kafka_options.iter().flat_map(|l| l.0.clone()).collect(),
+        },
+        rules: std::sync::Arc::new(rules),
+        older_rules: older,
+        channel: r.channel.clone(),
+        from: bound(r.from_offset, r.from_time),
+        to: bound(r.to_offset, r.to_time),
+        partitions: r.partitions.clone(),
+    };
+    match pricefeed::reconcile::run(&opts) {
+        Ok(report) => {
+            if r.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                println!("{}", report.text());
+            }
+            if report.findings() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("pricefeed reconcile: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -590,7 +693,10 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
             pricefeed::watch::run(opts, shutdown).await?;
             return Ok(());
         }
-        Command::Tail(_) | Command::CheckConfig { .. } | Command::Token(_) => {
+        Command::Tail(_)
+        | Command::CheckConfig { .. }
+        | Command::Token(_)
+        | Command::Reconcile(_) => {
             unreachable!("handled above")
         }
     };

@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::streams::*;
+use common::reconcile::*;
 use common::ws::{Received, Ws, token};
 use common::*;
-use pricefeed::config::Rules;
 use rdkafka::ClientContext;
 use rdkafka::Message;
 use rdkafka::config::FromClientConfigAndContext;
@@ -118,7 +117,6 @@ fn transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled(
     let broker = Broker::start_own();
     let prefix = unique_prefix("broker-kill");
     let text = config(&prefix);
-    let rules = Rules::parse(&text, "test").unwrap();
     let (dir, path) = write_config(&text);
     let dir = KeepOnPanic(Some(dir), &broker);
     let raw_topic = format!("{prefix}.raw");
@@ -228,24 +226,8 @@ fn transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled(
     );
 
     // The transform catches up by itself and wrote every record exactly once, in order.
-    let mut topics: Vec<String> = rules.channels.iter().map(|c| c.topic.clone()).collect();
-    topics.push(rules.kafka.dead_letter_topic.clone());
-    let expected = expected_streams(&rules, &rules.kafka.dead_letter_topic, &raw);
-    let want = total(&expected);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (actual, holes) = loop {
-        let (actual, holes) = actual_streams(&broker, &topics, PARTITIONS);
-        if total(&actual) >= want || Instant::now() > deadline {
-            break (actual, holes);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    };
-    let report = report(&expected, &actual, &holes);
-    assert!(
-        report.is_empty(),
-        "the outputs differ from the raw topic:\n{}",
-        report.join("\n"),
-    );
+    let report = assert_reconciled(&broker, &path, Duration::from_secs(120));
+    let want = output_records(&report);
 
     // The client received every vip record after its snapshot once, in order.
     let vip_topic = format!("{prefix}.vip");
@@ -270,12 +252,23 @@ fn transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled(
             .collect();
         let got = received.seqs.get(&p).cloned().unwrap_or_default();
         if got != expected {
-            let as_streams = |s: &[i64]| -> Vec<(i64, String)> {
-                s.iter().map(|o| (*o, String::new())).collect()
-            };
+            let missing: Vec<i64> = expected
+                .iter()
+                .filter(|o| !got.contains(o))
+                .copied()
+                .collect();
+            let extra: Vec<i64> = got
+                .iter()
+                .filter(|o| !expected.contains(o))
+                .copied()
+                .collect();
             panic!(
-                "partition {p}: the client's seqNos differ from the channel's offsets: {}",
-                differences(&as_streams(&expected), &as_streams(&got))
+                "partition {p}: the client's seqNos differ from the channel's offsets: {} \
+                 received, {} expected; missing {}; not expected {}",
+                got.len(),
+                expected.len(),
+                pricefeed::reconcile::report::ranges(&missing),
+                pricefeed::reconcile::report::ranges(&extra),
             );
         }
     }

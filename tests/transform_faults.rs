@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::reconcile::assert_reconciled;
 use common::*;
 use pricefeed::transform::resume::last_written;
 use rdkafka::config::FromClientConfig;
@@ -224,6 +225,7 @@ fn an_expelled_worker_drops_the_output_it_still_held() {
     drop((zombie, heir));
     let got = raw_offsets(&broker, &output, 1);
     assert_once_in_order(&output, 0, got.get(&0).map_or(&[], |v| v), 400);
+    assert_reconciled(&broker, &path, Duration::from_secs(10));
 }
 
 /// A reload that adds a channel while this worker replays records another worker already
@@ -319,4 +321,5 @@ markup = { unit = "pips", bid = "1", ask = "1", min_spread = "2" }
     drop(second);
     let got = raw_offsets(&broker, &output, 1);
     assert_once_in_order(&output, 0, got.get(&0).map_or(&[], |v| v), 4100);
+    assert_reconciled(&broker, &new_path, Duration::from_secs(10));
 }

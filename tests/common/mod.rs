@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
-pub mod streams;
+pub mod reconcile;
 pub mod ws;
 
 use std::collections::HashMap;
