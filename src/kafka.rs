@@ -81,6 +81,22 @@ pub fn shown(e: &KafkaError) -> String {
     }
 }
 
+/// What every pricefeed producer sets before the user's options.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    // A record that fails for good must stop the worker before a later one lands, or the
+    // resume rule would count the failed one as written.
+    ("enable.gapless.guarantee", "true"),
+    ("acks", "all"),
+    // Send at once: a price is worth most when new. Batches still form while requests are in
+    // flight (up to 5 with idempotence), so throughput holds up.
+    ("linger.ms", "0"),
+    ("compression.type", "lz4"),
+    // Keyed records land where the Java client (and Kafka Streams, Connect…) would put them, so
+    // every producer of the raw topic agrees on a symbol's partition.
+    ("partitioner", "murmur2_random"),
+];
+
 /// The timeout for metadata and admin calls.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,21 +130,25 @@ impl KafkaSettings {
         self.config(
             ClientKind::Producer,
             &[
-                ("enable.idempotence", "true"),
-                // A record that fails for good must stop the worker before a later one lands,
-                // or the resume rule would count the failed one as written.
-                ("enable.gapless.guarantee", "true"),
-                ("acks", "all"),
-                // Send at once: a price is worth most when new. Batches still form while
-                // requests are in flight (up to 5 with idempotence), so throughput holds up.
-                ("linger.ms", "0"),
-                ("compression.type", "lz4"),
-                ("message.timeout.ms", "300000"),
-                // Keyed records land where the Java client (and Kafka Streams, Connect…) would
-                // put them, so every producer of the raw topic agrees on a symbol's partition.
-                ("partitioner", "murmur2_random"),
-            ],
+                PRODUCER_DEFAULTS,
+                // librdkafka's default, stated: the transform refuses lower values.
+                &[("message.timeout.ms", "300000")],
+            ]
+            .concat(),
         )
+    }
+
+    /// A transactional producer with this `transactional.id`. A transaction left open by a
+    /// crashed worker holds back `read_committed` readers of its partitions until the broker
+    /// aborts it after `transaction.timeout.ms`, so that is short: a worker's transactions last
+    /// its commit interval (100 ms by default).
+    pub fn transactional_producer_config(&self, transactional_id: &str) -> ClientConfig {
+        let mut c = self.config(
+            ClientKind::Producer,
+            &[PRODUCER_DEFAULTS, &[("transaction.timeout.ms", "10000")]].concat(),
+        );
+        c.set("transactional.id", transactional_id);
+        c
     }
 
     /// A group member with manual offset storage and commits.

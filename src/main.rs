@@ -129,9 +129,11 @@ struct WorkerArgs {
     /// Consumer group (default: pricefeed-transform[-<channel>]).
     #[arg(long, env = "PRICEFEED_GROUP_ID")]
     group_id: Option<String>,
-    /// How often output is flushed and raw offsets committed, in milliseconds.
-    #[arg(long, env = "PRICEFEED_COMMIT_INTERVAL_MS", default_value_t = 1000)]
-    commit_interval_ms: u64,
+    /// How often output is flushed and raw offsets committed, in milliseconds (with
+    /// transactional delivery, how long each transaction lasts). Default: 1000, or 100 with
+    /// `[kafka] delivery = "transactional"`.
+    #[arg(long, env = "PRICEFEED_COMMIT_INTERVAL_MS")]
+    commit_interval_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -624,7 +626,9 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
             .group_id
             .unwrap_or_else(|| TransformOptions::default_group(channel.as_deref())),
         only_channel: channel,
-        commit_interval: Duration::from_millis(w.commit_interval_ms.max(10)),
+        commit_interval: w
+            .commit_interval_ms
+            .map(|ms| Duration::from_millis(ms.max(10))),
     };
     let (serve, roles) = match command {
         Command::Run(r) => (

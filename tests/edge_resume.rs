@@ -22,10 +22,14 @@ const SYMBOLS: [&str; 3] = ["EURUSD", "GBPUSD", "USDJPY"];
 const HISTORY: usize = 200;
 
 fn config(prefix: &str) -> String {
+    config_with(prefix, "idempotent")
+}
+
+fn config_with(prefix: &str, delivery: &str) -> String {
     format!(
         "{}\n[edge]\nhistory_per_partition = {HISTORY}\nmax_lag_records = {HISTORY}\n\n{}\
          [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\n",
-        kafka_table(prefix, PARTITIONS),
+        kafka_table_with(prefix, PARTITIONS, delivery),
         instruments(&SYMBOLS)
     )
 }
@@ -94,9 +98,20 @@ async fn read_some(ws: &mut Ws, rx: &mut Received, n: usize, until_resumed: bool
 
 #[test]
 fn a_client_resumes_on_the_same_and_on_another_edge_with_no_gap_and_no_duplicate() {
+    resume_on_two_edges("idempotent");
+}
+
+/// With transactions, commit markers take offsets: seqNos jump, `prev` steps over the markers,
+/// and an edge started when every partition ends in a marker still gets ready and resumes.
+#[test]
+fn with_transactional_delivery_clients_resume_across_commit_markers_with_no_gap() {
+    resume_on_two_edges("transactional");
+}
+
+fn resume_on_two_edges(delivery: &str) {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-resume");
-    let (dir, path) = write_config(&config(&prefix));
+    let (dir, path) = write_config(&config_with(&prefix, delivery));
     let raw = format!("{prefix}.raw");
     let vip = format!("{prefix}.vip");
     create_topic(&broker, &raw, PARTITIONS);
@@ -207,7 +222,56 @@ fn a_client_resumes_on_the_same_and_on_another_edge_with_no_gap_and_no_duplicate
                 m["seqNo"].as_i64().unwrap(),
             );
             assert_eq!(m["data"], at[&key]);
+            // `prev` is the record before it in Kafka.
+            let before = records
+                .iter()
+                .filter(|r| r.partition as i64 == key.0 && r.offset < key.1)
+                .map(|r| r.offset)
+                .max()
+                .unwrap_or(-1);
+            assert_eq!(m["prev"].as_i64(), Some(before), "{m}");
         }
+        let gaps: usize = [&r1, &r2, &r3].iter().map(|r| r.gaps).sum();
+        assert_eq!(gaps, 0, "the clients' own check saw gaps");
+        let jumps = records
+            .windows(2)
+            .filter(|w| w[0].partition == w[1].partition && w[1].offset != w[0].offset + 1)
+            .count();
+        if delivery == "transactional" {
+            assert!(jumps > 0, "no commit marker between records");
+        } else {
+            assert_eq!(jumps, 0);
+        }
+
+        // Every partition now ends in whatever the last transaction left (a marker with
+        // transactions): an edge started now gets ready, and a client resumes on it from its
+        // position with nothing replayed and nothing missing.
+        let c = spawn_pricefeed(&broker, &path, &["edge"], dir.path());
+        wait_ready(&c, Duration::from_secs(60));
+        let mut c4 = Ws::connect(c.http_port, "/ws").await;
+        c4.setup(&tok).await;
+        c4.send(json!({"type": "resume", "topic": "vip", "from": r3.resume_from()}))
+            .await;
+        let resumed = c4.expect("resumed").await;
+        assert_eq!(resumed["replayed"], 0, "{resumed}");
+        // And from the first position: everything since is replayed from Kafka, across the
+        // markers, up to the end.
+        let mut r5 = Received {
+            last: r1.last.clone(),
+            ..Default::default()
+        };
+        let mut c5 = Ws::connect(c.http_port, "/ws").await;
+        c5.setup(&tok).await;
+        c5.send(json!({"type": "resume", "topic": "vip", "from": first_up_to}))
+            .await;
+        let resumed = read_some(&mut c5, &mut r5, 0, true).await.unwrap();
+        while end.iter().any(|(p, o)| r5.last.get(p) != Some(o)) {
+            read_some(&mut c5, &mut r5, 1, false).await;
+        }
+        assert_eq!(r5.gaps, 0);
+        eprintln!(
+            "{delivery}: {jumps} offsets skipped by markers; resumed on a new edge: {resumed}"
+        );
     });
     producer_done(&a, &b);
 }

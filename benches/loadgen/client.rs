@@ -88,9 +88,10 @@ pub async fn run(
                             if conflated {
                                 counters.conflated.fetch_add(1, Ordering::Relaxed);
                             }
-                            if let Some((p, seq)) = partition_and_seq(price) {
+                            if let Some((p, seq, prev)) = partition_seq_prev(price) {
                                 let p = p as usize % MAX_PARTITIONS;
-                                if !conflated && last_seq[p] >= 0 && seq as i64 != last_seq[p] + 1 {
+                                if !conflated && last_seq[p] >= 0 && is_gap(seq, prev, last_seq[p])
+                                {
                                     counters.gaps.fetch_add(1, Ordering::Relaxed);
                                 }
                                 last_seq[p] = seq as i64;
@@ -302,10 +303,30 @@ pub fn snapshot_up_to(frame: &[u8]) -> Vec<(u64, i64)> {
 
 /// `partition` and `seqNo` of a price frame: they come right after the topic near the start.
 pub fn partition_and_seq(frame: &[u8]) -> Option<(u64, u64)> {
+    partition_seq_prev(frame).map(|(p, seq, _)| (p, seq))
+}
+
+/// The partition, seqNo and, from a pricefeed edge, `prev` (the record before) of a frame.
+pub fn partition_seq_prev(frame: &[u8]) -> Option<(u64, u64, Option<i64>)> {
     let at = find(&frame[..frame.len().min(128)], b"\"partition\":")? + 12;
     let (p, rest) = digits(&frame[at..]);
-    let (seq, _) = digits(rest.strip_prefix(b",\"seqNo\":")?);
-    Some((p, seq))
+    let (seq, rest) = digits(rest.strip_prefix(b",\"seqNo\":")?);
+    let prev = rest
+        .strip_prefix(b",\"prev\":")
+        .map(|r| match r.strip_prefix(b"-") {
+            Some(r) => -(digits(r).0 as i64),
+            None => digits(r).0 as i64,
+        });
+    Some((p, seq, prev))
+}
+
+/// Whether a frame skips a record after `last`: its `prev` is past `last` (seqNos are Kafka
+/// offsets and transaction markers take some), or without `prev` its seqNo is not `last + 1`.
+pub fn is_gap(seq: u64, prev: Option<i64>, last: i64) -> bool {
+    match prev {
+        Some(prev) => prev > last,
+        None => seq as i64 != last + 1,
+    }
 }
 
 fn digits(b: &[u8]) -> (u64, &[u8]) {

@@ -1,6 +1,6 @@
 // Shared by the k6 scripts: tokens, the Micro Socket client side of one connection, and the
 // per-partition seqNo tracking that counts gaps and duplicates (the same rule as /client.js:
-// on an unfiltered subscription, the seqNos of a partition are consecutive Kafka offsets).
+// on an unfiltered subscription, a message whose `prev` is past the last seqNo is a gap).
 //
 // Settings (k6 -e KEY=VALUE or the environment):
 //   PRICEFEED_URL   the edge's HTTP base, default http://127.0.0.1:8080
@@ -93,10 +93,12 @@ export class Tracker {
       metrics.duplicates.add(1);
       return;
     }
-    if (last !== undefined && f.seqNo !== last + 1 && !f.conflated && !this.filtered) {
+    // `prev` is the record before this one in the partition: past `last`, records were missed.
+    // (seqNos are offsets: transaction markers take some, so they need not be consecutive.)
+    if (last !== undefined && f.prev > last && !f.conflated && !this.filtered) {
       this.gaps += 1;
       metrics.gaps.add(1);
-      console.warn(`${this.topic}/${p}: gap, expected seqNo ${last + 1}, got ${f.seqNo}`);
+      console.warn(`${this.topic}/${p}: gap, last seqNo ${last}, got ${f.seqNo} after ${f.prev}`);
     }
     this.last[p] = f.seqNo;
     this.prices += 1;

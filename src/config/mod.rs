@@ -73,6 +73,20 @@ pub struct KafkaTopics {
     pub partitions: i32,
     /// Replication factor for topics pricefeed creates.
     pub replication_factor: i32,
+    /// How transform workers make their output exactly-once.
+    pub delivery: Delivery,
+}
+
+/// How transform workers make their output exactly-once (docs/architecture.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// An idempotent producer plus the resume rule: the lowest latency; a worker expelled from
+    /// the group can still land what it had already sent.
+    #[default]
+    Idempotent,
+    /// Kafka transactions with the group's offsets in them (KIP-447): an expelled worker can no
+    /// longer write; readers see output once its transaction commits.
+    Transactional,
 }
 
 /// What to do with a price older than the channel's `stale_after_ms`.

@@ -7,7 +7,7 @@ use toml::{Table, Value};
 
 use super::edge::{parse_auth, parse_edge, parse_slow_client};
 use super::walk::{Walker, join};
-use super::{Channel, ConfigError, KafkaTopics, Rules, StalePolicy};
+use super::{Channel, ConfigError, Delivery, KafkaTopics, Rules, StalePolicy};
 use crate::pricing::decimal::MAX_PRICE;
 use crate::pricing::{Instrument, Markup, Tick, Unit};
 
@@ -100,6 +100,7 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
         dead_letter_topic: "prices.dead-letter".into(),
         partitions: 3,
         replication_factor: 1,
+        delivery: Delivery::Idempotent,
     };
     let Some(value) = value else { return Some(k) };
     let table = w.table("kafka", value)?;
@@ -112,6 +113,7 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
             "dead_letter_topic",
             "partitions",
             "replication_factor",
+            "delivery",
         ],
     );
     let before = w.errors.len();
@@ -149,6 +151,18 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
         && let Some(n) = w.integer("kafka.replication_factor", v, 1, 32_767)
     {
         k.replication_factor = n as i32;
+    }
+    if let Some(v) = table.get("delivery")
+        && let Some(s) = w.string("kafka.delivery", v)
+    {
+        match s {
+            "idempotent" => k.delivery = Delivery::Idempotent,
+            "transactional" => k.delivery = Delivery::Transactional,
+            other => w.error(
+                "kafka.delivery",
+                format!("{other:?} is not a delivery mode: \"idempotent\" or \"transactional\""),
+            ),
+        }
     }
     if k.raw_topic == k.dead_letter_topic {
         w.error(

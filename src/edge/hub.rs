@@ -110,11 +110,15 @@ pub enum EntryError {
     NotJsonObject,
 }
 
-/// Builds the frame for one record of `prices.<channel>`.
+/// Builds the frame for one record of `prices.<channel>`. `prev` is the offset of the record
+/// before it in the partition (no record lies between the two): a client that has taken in
+/// `prev` or later has missed nothing, whatever offsets transaction markers took in between.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_entry(
     channel: &str,
     partition: i32,
     offset: i64,
+    prev: i64,
     symbol: SymbolId,
     value: &[u8],
     fallback_ts_ms: i64,
@@ -126,7 +130,8 @@ pub fn encode_entry(
     }
     let mut p = itoa::Buffer::new();
     let mut o = itoa::Buffer::new();
-    let (p, o) = (p.format(partition), o.format(offset));
+    let mut b = itoa::Buffer::new();
+    let (p, o, prev) = (p.format(partition), o.format(offset), b.format(prev));
     let mut f = String::with_capacity(trimmed.len() + channel.len() + 96);
     f.push_str("{\"type\":\"message\",\"topic\":\"");
     // Channel names are validated to [A-Za-z0-9._-]: nothing to escape.
@@ -135,6 +140,8 @@ pub fn encode_entry(
     f.push_str(p);
     f.push_str(",\"seqNo\":");
     f.push_str(o);
+    f.push_str(",\"prev\":");
+    f.push_str(prev);
     f.push_str(",\"messageId\":\"");
     f.push_str(p);
     f.push('-');
@@ -190,6 +197,9 @@ struct PartInner {
     next: i64,
     /// Memory holds every record in `[memory_from, next)`.
     memory_from: i64,
+    /// The offset of the last record read, or before the first one read: of the last record
+    /// before the start (or one less than the start when that is not known).
+    previous: i64,
     latest: FxHashMap<SymbolId, Entry>,
 }
 
@@ -217,11 +227,18 @@ impl Budget {
 }
 
 impl PartitionLog {
-    /// Where the reader starts: nothing before `offset` is in memory.
-    pub fn start_at(&self, offset: i64) {
+    /// Where the reader starts: nothing before `offset` is in memory; `previous` is the offset
+    /// of the last record before it (see [`encode_entry`]'s `prev`).
+    pub fn start_at(&self, offset: i64, previous: i64) {
         let mut g = self.inner.write().expect("partition lock");
         g.next = offset;
         g.memory_from = offset;
+        g.previous = previous;
+    }
+
+    /// The offset of the last record read (or the last one before the start).
+    pub fn previous(&self) -> i64 {
+        self.inner.read().expect("partition lock").previous
     }
 
     /// Appends records read from Kafka (in offset order) and trims memory to `history`.
@@ -232,6 +249,7 @@ impl PartitionLog {
                 continue; // already seen (a re-fetch after a reconnect)
             }
             g.next = e.offset + 1;
+            g.previous = e.offset;
             g.latest.insert(e.symbol, e.clone());
             g.ring.push_back(e);
         }
@@ -419,7 +437,7 @@ mod tests {
     fn entry(offset: i64, symbol: SymbolId) -> Entry {
         let v =
             format!("{{\"symbol\":\"S{symbol}\",\"bid\":\"1.0\",\"ask\":\"1.1\",\"ts\":{offset}}}");
-        encode_entry("vip", 0, offset, symbol, v.as_bytes(), 0).unwrap()
+        encode_entry("vip", 0, offset, offset - 2, symbol, v.as_bytes(), 0).unwrap()
     }
 
     fn read_all(
@@ -443,7 +461,7 @@ mod tests {
         let e = entry(42, 1);
         assert_eq!(
             &*e.frame,
-            "{\"type\":\"message\",\"topic\":\"vip\",\"partition\":0,\"seqNo\":42,\
+            "{\"type\":\"message\",\"topic\":\"vip\",\"partition\":0,\"seqNo\":42,\"prev\":40,\
              \"messageId\":\"0-42\",\"data\":{\"symbol\":\"S1\",\"bid\":\"1.0\",\"ask\":\"1.1\",\"ts\":42}}"
         );
         assert_eq!(e.ts_ms, 42);
@@ -452,7 +470,7 @@ mod tests {
         assert_eq!(c["conflated"], true);
         assert_eq!(c["seqNo"], 42);
         assert_eq!(
-            encode_entry("vip", 0, 1, 0, b"[1]", 0).unwrap_err(),
+            encode_entry("vip", 0, 1, 0, 0, b"[1]", 0).unwrap_err(),
             EntryError::NotJsonObject
         );
     }
@@ -460,7 +478,7 @@ mod tests {
     #[test]
     fn reads_resume_at_the_cursor_filter_and_trim() {
         let log = PartitionLog::default();
-        log.start_at(10);
+        log.start_at(10, 9);
         log.append((10..20).map(|o| entry(o, (o % 2) as u32)), 5);
         assert_eq!(log.bounds(), (15, 20));
         assert_eq!(read_all(&log, 12, None).1, ReadOutcome::BeforeMemory);

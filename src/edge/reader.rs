@@ -95,10 +95,55 @@ pub fn position(
                 "reading watermarks of {}/{p}",
                 topic.kafka_topic
             )))?;
-        log.start_at(high.saturating_sub(back as i64).max(low).max(0));
+        let start = high.saturating_sub(back as i64).max(low).max(0);
+        let previous = last_record_before(client, &topic.kafka_topic, p as i32, low, start)?;
+        log.start_at(start, previous);
         ends.push(high);
     }
     Ok(ends)
+}
+
+/// The offset of the last record before `start` that the edge can serve, so that the first
+/// record it reads says which one came before it (`prev`). Offsets below `start` may hold no
+/// record (transaction markers, aborted transactions): windows further and further back are
+/// read. Without one in the last 262,144 offsets, `start - 1` stands in (a client may then be
+/// told of a gap that is not one, never the other way round).
+fn last_record_before(
+    client: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    low: i64,
+    start: i64,
+) -> Result<i64, KafkaFailure> {
+    let mut end = start;
+    for window in [64, 4096, 262_144] {
+        if end <= low {
+            // Nothing before: what is below `low` is gone from Kafka.
+            return Ok(low.min(start) - 1);
+        }
+        let from = start.saturating_sub(window).max(low);
+        let mut last = None;
+        kafka::read_range(
+            client,
+            &[(topic.to_string(), partition, from, end)],
+            ADMIN_TIMEOUT,
+            |m| {
+                let servable = m.key().is_some_and(|k| std::str::from_utf8(k).is_ok())
+                    && m.payload().is_some_and(|v| {
+                        let v = v.trim_ascii();
+                        v.starts_with(b"{") && v.ends_with(b"}")
+                    });
+                if servable {
+                    last = Some(m.offset());
+                }
+            },
+        )?;
+        if let Some(o) = last {
+            return Ok(o);
+        }
+        end = from;
+    }
+    Ok(start - 1)
 }
 
 /// Positions every partition and returns the consumer; `hub` knows where each one starts.
@@ -181,6 +226,8 @@ pub fn run(
     let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
     let mut touched: Vec<Arc<TopicLog>> = Vec::new();
     let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
+    // Per partition, the offset of the last record turned into a frame (`prev` of the next).
+    let mut previous: FxHashMap<(String, i32), i64> = FxHashMap::default();
     while !shutdown.is_cancelled() {
         while let Ok(new) = added.try_recv() {
             let t = new.log;
@@ -244,10 +291,19 @@ pub fn run(
             let fallback_ts = m.timestamp().to_millis().unwrap_or(0);
             let entry = key.ok_or(()).and_then(|symbol| {
                 let id = hub.symbols.intern(symbol);
+                let prev = *previous
+                    .entry((m.topic().to_string(), partition))
+                    .or_insert_with(|| {
+                        topic
+                            .partitions
+                            .get(partition as usize)
+                            .map_or(m.offset() - 1, |l| l.previous())
+                    });
                 encode_entry(
                     &topic.channel,
                     partition,
                     m.offset(),
+                    prev,
                     id,
                     m.payload().unwrap_or_default(),
                     fallback_ts,
@@ -255,10 +311,13 @@ pub fn run(
                 .map_err(|_| ())
             });
             match entry {
-                Ok(e) => batch
-                    .entry((m.topic().to_string(), partition as usize))
-                    .or_default()
-                    .push(e),
+                Ok(e) => {
+                    previous.insert((m.topic().to_string(), partition), e.offset);
+                    batch
+                        .entry((m.topic().to_string(), partition as usize))
+                        .or_default()
+                        .push(e);
+                }
                 Err(()) => {
                     telemetry::edge_bad_record(&topic.channel);
                     if limiter.allow("edge-bad-record") {
@@ -274,6 +333,21 @@ pub fn run(
             let key = (m.topic().to_string(), partition);
             if targets.0.get(&key).is_some_and(|t| m.offset() >= *t) {
                 targets.0.remove(&key);
+                if targets.0.is_empty() {
+                    tracing::info!("edge caught up with every channel topic");
+                    hub.set_caught_up();
+                }
+            }
+        }
+        if !targets.0.is_empty() {
+            // Not caught up yet: the last offsets may hold nothing to read (transaction
+            // markers, aborted records). Caught up where the position has reached the end.
+            if let Ok(positions) = consumer.position() {
+                targets.0.retain(|(t, p), target| {
+                    !positions
+                        .find_partition(t, *p)
+                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o > *target))
+                });
                 if targets.0.is_empty() {
                     tracing::info!("edge caught up with every channel topic");
                     hub.set_caught_up();

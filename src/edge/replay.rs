@@ -129,6 +129,8 @@ fn replay(
     }
     let mut last_progress = Instant::now();
     let mut at = from;
+    // The client has everything up to `from - 1`: the first record's `prev`.
+    let mut prev = from - 1;
     loop {
         let (memory_from, _) = log.bounds();
         if at >= memory_from {
@@ -143,7 +145,19 @@ fn replay(
             return false;
         }
         let m = match consumer.poll(Duration::from_millis(100)) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {
+                // The last offsets may hold no record (transaction markers, aborted records):
+                // once the position passes what memory holds, nothing is left to replay.
+                let (_, next) = log.bounds();
+                if let Some(position) = position(consumer, &topic.kafka_topic, partition)
+                    && position >= next
+                    && position > at
+                {
+                    at = position;
+                    last_progress = Instant::now();
+                }
+                continue;
+            }
             Some(Err(e)) => {
                 send(ReplayItem::Failed(e.to_string()));
                 return false;
@@ -157,17 +171,30 @@ fn replay(
         };
         let id = hub.symbols.intern(symbol);
         let fallback = m.timestamp().to_millis().unwrap_or(0);
+        // A record the edge cannot serve is skipped everywhere, and is no `prev` either.
         if let Ok(e) = encode_entry(
             &topic.channel,
             partition as i32,
             m.offset(),
+            prev,
             id,
             m.payload().unwrap_or_default(),
             fallback,
-        ) && !send(ReplayItem::Record(e))
-        {
-            return true; // the session went away
+        ) {
+            if !send(ReplayItem::Record(e)) {
+                return true; // the session went away
+            }
+            prev = m.offset();
         }
         at = m.offset() + 1;
+    }
+}
+
+/// The consumer's position in a partition (local: no request to Kafka).
+fn position(consumer: &BaseConsumer, topic: &str, partition: usize) -> Option<i64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(topic, partition as i32)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
     }
 }

@@ -65,7 +65,7 @@ pub fn run(opts: &ReconcileOptions) -> kafka::Result<Report> {
         kafka: opts.kafka.clone(),
         group_id: String::new(),
         only_channel: opts.channel.clone(),
-        commit_interval: Duration::ZERO,
+        commit_interval: None,
     };
     let mut topics: Vec<(String, OutputKind)> = Vec::new();
     for r in std::iter::once(rules).chain(&opts.older_rules) {

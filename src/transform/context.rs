@@ -18,6 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::resume::{self, PartitionResume};
+use crate::config::Delivery;
 use crate::kafka::KafkaSettings;
 use crate::telemetry;
 
@@ -52,7 +53,7 @@ impl Fatal {
 
 /// What a delivery report says about the record it reports on.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Outcome {
     /// Written at this offset.
     Written,
     /// Dropped on purpose by this worker (a lost assignment): not an error.
@@ -66,7 +67,7 @@ pub enum Delivery {
 /// librdkafka reports a batch the broker answered with `DUPLICATE_SEQUENCE_NUMBER` as delivered,
 /// with offset -1: the broker claims it already has the batch, but nothing confirms where, and a
 /// broker that is wrong about it leaves a silent hole. Such a record counts as failed.
-pub fn classify(error: Option<&KafkaError>, offset: i64) -> Delivery {
+pub fn classify(error: Option<&KafkaError>, offset: i64) -> Outcome {
     match error {
         Some(e)
             if matches!(
@@ -74,15 +75,15 @@ pub fn classify(error: Option<&KafkaError>, offset: i64) -> Delivery {
                 Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
             ) =>
         {
-            Delivery::Purged
+            Outcome::Purged
         }
-        Some(e) => Delivery::Failed(e.to_string()),
-        None if offset < 0 => Delivery::Failed(
+        Some(e) => Outcome::Failed(e.to_string()),
+        None if offset < 0 => Outcome::Failed(
             "the broker acknowledged it without an offset (a duplicate-sequence reply), so it \
              cannot be confirmed as written"
                 .to_string(),
         ),
-        None => Delivery::Written,
+        None => Outcome::Written,
     }
 }
 
@@ -90,6 +91,8 @@ pub fn classify(error: Option<&KafkaError>, offset: i64) -> Delivery {
 /// committed past it and the resume rule rewrites it after a restart).
 pub struct DeliveryContext {
     pub fatal: Arc<Fatal>,
+    /// In a transaction a failed record fails the commit, which aborts and rewinds: not fatal.
+    pub transactional: bool,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -102,8 +105,12 @@ impl ProducerContext for DeliveryContext {
             Ok(m) => (classify(None, m.offset()), m.topic(), m.partition()),
             Err((e, m)) => (classify(Some(e), m.offset()), m.topic(), m.partition()),
         };
-        if let Delivery::Failed(why) = delivery {
+        if let Outcome::Failed(why) = delivery {
             telemetry::produce_error();
+            if self.transactional {
+                warn!("delivery to {topic}/{partition} failed: {why}; the transaction will abort");
+                return;
+            }
             self.fatal.set(format!(
                 "delivery to {topic}/{partition} failed: {why}; stopping so that nothing is \
                  committed past it (run `pricefeed reconcile` if the broker may have lost it)"
@@ -114,17 +121,47 @@ impl ProducerContext for DeliveryContext {
 
 pub type OutputProducer = ThreadedProducer<DeliveryContext>;
 
-/// A producer for a worker's output; its failures land in `fatal`.
-pub fn create_producer(kafka: &KafkaSettings, fatal: Arc<Fatal>) -> Result<OutputProducer, String> {
-    OutputProducer::from_config_and_context(&kafka.producer_config(), DeliveryContext { fatal })
-        .map_err(|e| format!("creating the producer: {}", crate::kafka::shown(&e)))
+/// A producer for a worker's output; its failures land in `fatal`. A transactional one gets a
+/// `transactional.id` of its own (`<group>-<random>`: fencing comes from the group generation
+/// sent with the offsets, KIP-447, not from the id) and is initialised.
+pub fn create_producer(
+    kafka: &KafkaSettings,
+    fatal: Arc<Fatal>,
+    delivery: Delivery,
+    group_id: &str,
+) -> Result<OutputProducer, String> {
+    let transactional = delivery == Delivery::Transactional;
+    let config = if transactional {
+        kafka.transactional_producer_config(&format!("{group_id}-{:016x}", rand::random::<u64>()))
+    } else {
+        kafka.producer_config()
+    };
+    let producer = OutputProducer::from_config_and_context(
+        &config,
+        DeliveryContext {
+            fatal,
+            transactional,
+        },
+    )
+    .map_err(|e| format!("creating the producer: {}", crate::kafka::shown(&e)))?;
+    if transactional {
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(|e| format!("initialising transactions: {e}"))?;
+    }
+    Ok(producer)
 }
+
+/// How long a transaction call (init, send offsets, commit, abort) may block.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Partition changes for the poll loop, produced inside the rebalance callback.
 #[derive(Debug)]
 pub enum AssignmentEvent {
     Assigned(Vec<PartitionResume>),
     Revoked,
+    /// The producer was replaced: the loop must pick up the new one.
+    ProducerReplaced,
 }
 
 /// Consumer callbacks of a worker.
@@ -142,6 +179,15 @@ pub struct WorkerContext {
     pub has_events: AtomicBool,
     pub fatal: Arc<Fatal>,
     pub ready: Arc<AtomicBool>,
+    pub delivery: Delivery,
+    pub group_id: String,
+    /// Transactional delivery: a transaction is open.
+    pub txn_open: AtomicBool,
+    /// Transactional delivery: per raw partition, the offset the group has committed (where a
+    /// rewind after an aborted transaction goes back to).
+    pub committed: Mutex<HashMap<i32, i64>>,
+    /// When the transactional producer was last replaced.
+    pub renewed: Mutex<Option<Instant>>,
 }
 
 const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,7 +219,7 @@ pub fn flush(producer: &OutputProducer, timeout: Duration) -> Result<(), i32> {
 }
 
 impl WorkerContext {
-    fn push(&self, event: AssignmentEvent) {
+    pub(super) fn push(&self, event: AssignmentEvent) {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -204,15 +250,9 @@ impl WorkerContext {
     /// stored offsets are read later on its own thread, by when the loop has moved past
     /// records whose output is only queued, and a commit covering those loses them on a crash.
     pub fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, mode: CommitMode) -> bool {
-        let mut offsets = TopicPartitionList::new();
-        for (partition, next) in self
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ =
-                offsets.add_partition_offset(&self.raw_topic, *partition, Offset::Offset(*next));
+        let offsets = self.offsets();
+        if self.delivery == Delivery::Transactional {
+            return self.commit_transaction(consumer, offsets);
         }
         if let Err(left) = flush(&self.producer.load(), OUTPUT_STALL_LIMIT) {
             self.fatal.set(format!(
@@ -235,6 +275,21 @@ impl WorkerContext {
         }
     }
 
+    /// The positions of the records handled so far, as offsets to commit.
+    pub fn offsets(&self) -> TopicPartitionList {
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in self
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ =
+                offsets.add_partition_offset(&self.raw_topic, *partition, Offset::Offset(*next));
+        }
+        offsets
+    }
+
     /// The assignment is gone without a clean handover (the group expelled this worker: a
     /// stalled process, a missed session): another worker may already be writing these
     /// partitions from what it found in the outputs. Whatever this worker still holds must not
@@ -242,7 +297,26 @@ impl WorkerContext {
     /// already on the wire cannot be called back (see docs/architecture.md, "zombie").
     fn discard(&self) {
         let queued = self.producer.load().in_flight_count();
-        match create_producer(&self.kafka, self.fatal.clone()) {
+        if self.delivery == Delivery::Transactional {
+            // Aborted, nothing of it is ever visible to read_committed readers (and had the
+            // group moved on, the commit would have been refused anyway).
+            self.abort_transaction();
+            self.positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            warn!(
+                queued,
+                "raw partitions lost without a handover: transaction aborted"
+            );
+            return;
+        }
+        match create_producer(
+            &self.kafka,
+            self.fatal.clone(),
+            self.delivery,
+            &self.group_id,
+        ) {
             Ok(fresh) => {
                 drop(self.producer.swap(Arc::new(fresh)));
             }
@@ -270,6 +344,10 @@ impl WorkerContext {
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
         }
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.push(AssignmentEvent::Revoked);
         let _ = consumer.unassign();
     }
@@ -340,6 +418,16 @@ impl WorkerContext {
                 (*p, offset)
             })
             .collect();
+        if self.delivery == Delivery::Transactional {
+            // The committed offsets are exact: they were committed in the same transactions as
+            // the output (and read with require_stable, so a pending one is waited for).
+            let plan = resume::plan(&committed, &[], &HashMap::new());
+            let mut baseline = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &plan {
+                baseline.insert(r.partition, r.start);
+            }
+            return Ok(plan);
+        }
         let reader = self.kafka.reader().map_err(|e| e.to_string())?;
         let last = resume::last_written(&reader, outputs, partitions, RESUME_TIMEOUT)
             .map_err(|e| e.to_string())?;
@@ -391,18 +479,15 @@ mod tests {
 
     #[test]
     fn a_delivery_without_an_offset_is_a_failure_and_a_purge_is_not() {
-        assert_eq!(classify(None, 41), Delivery::Written);
-        assert_eq!(classify(None, 0), Delivery::Written);
+        assert_eq!(classify(None, 41), Outcome::Written);
+        assert_eq!(classify(None, 0), Outcome::Written);
         // What librdkafka reports for a batch the broker answered with DUPLICATE_SEQUENCE_NUMBER.
-        assert!(matches!(classify(None, -1), Delivery::Failed(why) if why.contains("duplicate")));
+        assert!(matches!(classify(None, -1), Outcome::Failed(why) if why.contains("duplicate")));
         let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue);
-        assert_eq!(classify(Some(&purged), -1), Delivery::Purged);
+        assert_eq!(classify(Some(&purged), -1), Outcome::Purged);
         let purged = KafkaError::MessageProduction(RDKafkaErrorCode::PurgeInflight);
-        assert_eq!(classify(Some(&purged), -1), Delivery::Purged);
+        assert_eq!(classify(Some(&purged), -1), Outcome::Purged);
         let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-        assert!(matches!(
-            classify(Some(&timed_out), -1),
-            Delivery::Failed(_)
-        ));
+        assert!(matches!(classify(Some(&timed_out), -1), Outcome::Failed(_)));
     }
 }

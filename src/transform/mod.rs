@@ -9,6 +9,7 @@ mod context;
 pub mod encode;
 pub mod process;
 pub mod resume;
+mod transaction;
 mod worker;
 
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::Rules;
 use crate::config::reload::LiveRules;
+use crate::config::{Delivery, Rules};
 use crate::kafka::{self, KafkaSettings};
 
 pub use worker::{ERROR_DETAIL_HEADER, ERROR_HEADER, RAW_PARTITION_HEADER, RAW_TOPIC_HEADER};
@@ -32,8 +33,19 @@ pub struct TransformOptions {
     pub group_id: String,
     /// Serve only this channel (its own group, its own dead-letter topic).
     pub only_channel: Option<String>,
-    /// How often output is flushed and the raw offsets committed.
-    pub commit_interval: Duration,
+    /// How often output is flushed and the raw offsets committed (with transactional delivery:
+    /// how long each transaction lasts). `None`: 1 s, or 100 ms with transactional delivery.
+    pub commit_interval: Option<Duration>,
+}
+
+impl TransformOptions {
+    /// The commit interval for a delivery mode.
+    pub fn commit_interval(&self, delivery: Delivery) -> Duration {
+        self.commit_interval.unwrap_or(match delivery {
+            Delivery::Idempotent => Duration::from_secs(1),
+            Delivery::Transactional => Duration::from_millis(100),
+        })
+    }
 }
 
 impl TransformOptions {
@@ -75,7 +87,8 @@ pub enum TransformError {
 const MIN_MESSAGE_TIMEOUT_MS: u64 = 300_000;
 
 /// Refuses librdkafka options that would silently break the exactly-once mechanism.
-pub fn check_options(kafka: &KafkaSettings) -> Result<(), TransformError> {
+pub fn check_options(kafka: &KafkaSettings, delivery: Delivery) -> Result<(), TransformError> {
+    let idempotent = delivery == Delivery::Idempotent;
     for (key, value) in &kafka.options {
         let name = key
             .strip_prefix("consumer.")
@@ -97,14 +110,22 @@ pub fn check_options(kafka: &KafkaSettings) -> Result<(), TransformError> {
             }
             "group.protocol" if v != "classic" => "the worker uses the classic group protocol",
             "message.timeout.ms" | "delivery.timeout.ms"
-                if !v
-                    .parse::<u64>()
-                    .is_ok_and(|ms| ms == 0 || ms >= MIN_MESSAGE_TIMEOUT_MS) =>
+                if idempotent
+                    && !v
+                        .parse::<u64>()
+                        .is_ok_and(|ms| ms == 0 || ms >= MIN_MESSAGE_TIMEOUT_MS) =>
             {
                 "a record that times out is not covered by the gapless guarantee: a later record \
                  can land after it and the resume rule would then skip it for good; it must be \
                  0 (never) or at least 300000 (a worker whose output stalls stops after 60 s, \
                  long before that)"
+            }
+            "transactional.id" => {
+                "pricefeed gives each worker its own with [kafka] delivery = \"transactional\""
+            }
+            "isolation.level" if !idempotent && v != "read_committed" => {
+                "with transactional delivery, committed offsets must be read as stable \
+                 (read_committed)"
             }
             _ => continue,
         };
@@ -135,8 +156,8 @@ pub async fn run(
     shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 ) -> Result<(), TransformError> {
-    check_options(&opts.kafka)?;
     let rules = live.load_full();
+    check_options(&opts.kafka, rules.kafka.delivery)?;
     if let Some(c) = &opts.only_channel
         && rules.channel(c).is_none()
     {
@@ -229,16 +250,32 @@ mod tests {
             ("delivery.timeout.ms", "299999"),
             ("message.timeout.ms", "soon"),
         ] {
-            let err = check_options(&with(&[bad])).unwrap_err();
+            let err = check_options(&with(&[bad]), Delivery::Idempotent).unwrap_err();
             assert!(err.to_string().contains(bad.0), "{err}");
         }
-        check_options(&with(&[
-            ("acks", "all"),
-            ("consumer.session.timeout.ms", "6000"),
-            ("partition.assignment.strategy", "roundrobin"),
-            ("producer.message.timeout.ms", "600000"),
-            ("message.timeout.ms", "0"),
-        ]))
+        check_options(
+            &with(&[
+                ("acks", "all"),
+                ("consumer.session.timeout.ms", "6000"),
+                ("partition.assignment.strategy", "roundrobin"),
+                ("producer.message.timeout.ms", "600000"),
+                ("message.timeout.ms", "0"),
+            ]),
+            Delivery::Idempotent,
+        )
         .unwrap();
+        // A transaction aborts on a timed-out record: no gap, so shorter timeouts are fine.
+        check_options(
+            &with(&[("message.timeout.ms", "5000")]),
+            Delivery::Transactional,
+        )
+        .unwrap();
+        for bad in [
+            ("transactional.id", "x"),
+            ("consumer.isolation.level", "read_uncommitted"),
+        ] {
+            let err = check_options(&with(&[bad]), Delivery::Transactional).unwrap_err();
+            assert!(err.to_string().contains(bad.0), "{err}");
+        }
     }
 }

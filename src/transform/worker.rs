@@ -28,8 +28,8 @@ use super::resume::{self, RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
 /// How long reading the ends of a reload's new outputs may take.
 const FLOOR_TIMEOUT: Duration = Duration::from_secs(30);
 use super::{TransformError, TransformOptions, output_topics};
-use crate::config::Rules;
 use crate::config::reload::LiveRules;
+use crate::config::{Delivery, Rules};
 use crate::ingest::Reject;
 use crate::telemetry::{self, LogLimiter};
 
@@ -90,8 +90,11 @@ pub(super) fn run_loop(
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
     let fatal = Arc::new(Fatal::default());
-    let producer =
-        Arc::new(create_producer(&opts.kafka, fatal.clone()).map_err(TransformError::Kafka)?);
+    let delivery = rules.kafka.delivery;
+    let producer = Arc::new(
+        create_producer(&opts.kafka, fatal.clone(), delivery, &opts.group_id)
+            .map_err(TransformError::Kafka)?,
+    );
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext {
         producer: ArcSwap::new(producer.clone()),
@@ -103,6 +106,11 @@ pub(super) fn run_loop(
         has_events: AtomicBool::new(false),
         fatal: fatal.clone(),
         ready,
+        delivery,
+        group_id: opts.group_id.clone(),
+        txn_open: AtomicBool::new(false),
+        committed: Default::default(),
+        renewed: Default::default(),
     };
     let consumer = BaseConsumer::from_config_and_context(
         &opts.kafka.group_consumer_config(&opts.group_id),
@@ -119,6 +127,7 @@ pub(super) fn run_loop(
         .map_err(|e| TransformError::Kafka(format!("subscribing: {e}")))?;
     info!(
         group = %opts.group_id,
+        delivery = ?delivery,
         raw_topic = %rules.kafka.raw_topic,
         channel = opts.only_channel.as_deref().unwrap_or("(all)"),
         version = %rules.version,
@@ -143,6 +152,7 @@ pub(super) fn run_loop(
     };
     l.use_rules(&consumer, rules)?;
 
+    let commit_interval = l.opts.commit_interval(delivery);
     let mut last_checkpoint = Instant::now();
     let mut retry_rules_at = Instant::now();
     while !shutdown.is_cancelled() {
@@ -176,12 +186,14 @@ pub(super) fn run_loop(
                 retry_rules_at = Instant::now() + Duration::from_secs(10);
             }
         }
-        if last_checkpoint.elapsed() >= l.opts.commit_interval {
+        if last_checkpoint.elapsed() >= commit_interval {
             consumer.context().checkpoint(&consumer, CommitMode::Async);
             last_checkpoint = Instant::now();
         }
     }
     if let Some(message) = fatal.message() {
+        // An open transaction would hold back read_committed readers until it times out.
+        consumer.context().abort_transaction();
         return Err(TransformError::Fatal(message));
     }
     info!("transform worker stopping: flushing and committing");
@@ -302,6 +314,7 @@ impl Loop {
         for event in events {
             match event {
                 AssignmentEvent::Revoked => self.floors.clear(),
+                AssignmentEvent::ProducerReplaced => {}
                 AssignmentEvent::Assigned(plan) => {
                     for r in plan {
                         let max = r.floors.iter().map(|(_, o)| *o).max().unwrap_or(-1);
@@ -324,6 +337,11 @@ impl Loop {
         m: &BorrowedMessage<'_>,
     ) -> Result<(), TransformError> {
         let started = Instant::now();
+        if consumer.context().delivery == Delivery::Transactional
+            && !consumer.context().begin(consumer)
+        {
+            return Ok(());
+        }
         let partition = m.partition();
         let offset = m.offset();
         let now_ms = SystemTime::now()

@@ -7,8 +7,20 @@
 //
 // It keeps, per topic and partition, the last seqNo it took in (a Kafka offset), and on every
 // reconnect resumes from there in the setup itself, so a dropped connection costs no price and
-// repeats none. It checks the sequence it receives: a duplicate is dropped and counted; a skipped
-// seqNo on an unfiltered subscription is reported as a "gap" event (as is the edge's resume_gap).
+// repeats none. It checks the sequence it receives: a duplicate is dropped and counted; on an
+// unfiltered subscription a message whose `prev` (the record before it in its partition) is past
+// the last seqNo taken in is reported as a "gap" event (as is the edge's resume_gap). seqNos are
+// Kafka offsets and need not be consecutive: with transactional delivery, commit markers take
+// offsets too, and `prev` steps over them.
+
+/**
+ * Whether message `f` skips a record after `last` (the last seqNo taken in for its partition):
+ * its `prev` is the record before it, so records were missed when `prev` is past `last`.
+ * (An edge older than `prev` sends consecutive seqNos only.)
+ */
+export function isGap(f, last) {
+  return typeof f.prev === "number" ? f.prev > last : f.seqNo !== last + 1;
+}
 
 const DEFAULTS = {
   reconnect: { initialMs: 250, maxMs: 10_000, factor: 2, jitter: 0.2 },
@@ -333,9 +345,9 @@ export class SubSocket {
       this.stats.duplicates += 1; // never shown twice
       return;
     }
-    if (last !== undefined && f.seqNo !== last + 1 && !f.conflated && !this.filtered.get(f.topic)) {
+    if (last !== undefined && isGap(f, last) && !f.conflated && !this.filtered.get(f.topic)) {
       this.stats.gaps += 1;
-      this.#emit("gap", { topic: f.topic, partition: f.partition, expected: last + 1, got: f.seqNo });
+      this.#emit("gap", { topic: f.topic, partition: f.partition, after: last, prev: f.prev, got: f.seqNo });
     }
     parts.set(p, f.seqNo);
     this.stats.messages += 1;

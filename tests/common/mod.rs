@@ -41,6 +41,14 @@ pub fn kafka_table(prefix: &str, partitions: i32) -> String {
     )
 }
 
+/// The `[kafka]` table for a test's topics with a delivery mode (`idempotent`, `transactional`).
+pub fn kafka_table_with(prefix: &str, partitions: i32, delivery: &str) -> String {
+    format!(
+        "{}delivery = \"{delivery}\"\n",
+        kafka_table(prefix, partitions)
+    )
+}
+
 /// Writes `text` to a fresh file in a temp dir (kept alive by the returned guard).
 pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -210,6 +210,8 @@ pub struct Received {
     /// Per partition, the last seqNo covered (snapshot `upTo` or a message).
     pub last: BTreeMap<i64, i64>,
     pub messages: Vec<Value>,
+    /// Messages whose `prev` is past the last seqNo taken in (records missed in between).
+    pub gaps: usize,
 }
 
 impl Received {
@@ -227,6 +229,12 @@ impl Received {
             Some("message") => {
                 let p = v["partition"].as_i64().unwrap();
                 let seq = v["seqNo"].as_i64().unwrap();
+                if let (Some(last), Some(prev)) = (self.last.get(&p), v["prev"].as_i64())
+                    && prev > *last
+                    && v.get("conflated").is_none()
+                {
+                    self.gaps += 1;
+                }
                 self.seqs.entry(p).or_default().push(seq);
                 self.last.insert(p, seq);
                 self.messages.push(v.clone());

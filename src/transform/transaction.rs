@@ -1,0 +1,190 @@
+//! Transactional delivery: each commit interval's output and the raw offsets it covers are
+//! committed together in one Kafka transaction, with the group's metadata (KIP-447), so that
+//! a worker the group has expelled cannot commit anything any more.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use tracing::{info, warn};
+
+use super::context::{AssignmentEvent, TRANSACTION_TIMEOUT, WorkerContext, create_producer};
+use crate::telemetry;
+
+/// A producer is replaced at most this often; failing again sooner is fatal.
+const RENEW_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+
+/// How often a commit that failed with a retriable error is tried again before aborting.
+const COMMIT_ATTEMPTS: usize = 3;
+
+impl WorkerContext {
+    /// Opens a transaction unless one is open. `false` when the producer refused: the record
+    /// at hand is not handled (the worker was rewound, or stops).
+    #[inline]
+    pub fn begin(&self, consumer: &BaseConsumer<WorkerContext>) -> bool {
+        if self.txn_open.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.producer.load().begin_transaction() {
+            Ok(()) => {
+                self.txn_open.store(true, Ordering::Release);
+                true
+            }
+            Err(e) if fatal(&e) => {
+                self.renew_producer(consumer, &e);
+                false
+            }
+            Err(e) => {
+                self.fatal.set(format!("cannot begin a transaction: {e}"));
+                false
+            }
+        }
+    }
+
+    /// The producer was fenced (the coordinator aborted a transaction that outlived
+    /// `transaction.timeout.ms`, say after this process was stopped) and can do nothing more:
+    /// its transaction is gone, so the worker goes back to the committed offsets with a new
+    /// producer. Twice within a minute is not a stall but a setting or permission: fatal.
+    fn renew_producer(&self, consumer: &BaseConsumer<WorkerContext>, e: &KafkaError) {
+        let mut last = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < RENEW_AT_MOST_EVERY) {
+            self.fatal.set(format!(
+                "the transactional producer failed for good, twice: {e}"
+            ));
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        warn!("the transactional producer failed for good ({e}): replacing it");
+        self.txn_open.store(false, Ordering::Release);
+        match create_producer(
+            &self.kafka,
+            self.fatal.clone(),
+            self.delivery,
+            &self.group_id,
+        ) {
+            Ok(fresh) => drop(self.producer.swap(Arc::new(fresh))),
+            Err(e) => {
+                self.fatal.set(e);
+                return;
+            }
+        }
+        self.push(AssignmentEvent::ProducerReplaced);
+        self.rewind(consumer);
+    }
+
+    /// Commits the open transaction with `offsets`. On an abortable failure the transaction is
+    /// aborted and the consumer rewound to the last committed offsets, so that the records are
+    /// priced again in the next transaction.
+    pub fn commit_transaction(
+        &self,
+        consumer: &BaseConsumer<WorkerContext>,
+        offsets: TopicPartitionList,
+    ) -> bool {
+        if !self.txn_open.load(Ordering::Acquire) {
+            return !self.fatal.is_set();
+        }
+        let producer = self.producer.load();
+        let Some(group) = consumer.group_metadata() else {
+            self.fatal
+                .set("no consumer group metadata for the transaction".into());
+            return false;
+        };
+        if offsets.count() == 0 {
+            // Output without offsets would commit without the group's fencing: never.
+            self.abort_and_rewind(consumer);
+            return false;
+        }
+        let mut last = None;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let result = producer
+                .send_offsets_to_transaction(&offsets, &group, TRANSACTION_TIMEOUT)
+                .and_then(|()| producer.commit_transaction(TRANSACTION_TIMEOUT));
+            match result {
+                Ok(()) => {
+                    self.txn_open.store(false, Ordering::Release);
+                    let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+                    for e in offsets.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            committed.insert(e.partition(), o);
+                        }
+                    }
+                    return true;
+                }
+                Err(e) if retriable(&e) => last = Some(e),
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = last.expect("at least one attempt");
+        if fatal(&e) {
+            self.fatal
+                .set(format!("committing a transaction failed for good: {e}"));
+            return false;
+        }
+        telemetry::produce_error();
+        warn!("committing the transaction failed ({e}): aborting it and pricing again");
+        self.abort_and_rewind(consumer);
+        false
+    }
+
+    /// Aborts the open transaction (its records never become visible).
+    pub fn abort_transaction(&self) {
+        if !self.txn_open.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.producer.load().abort_transaction(TRANSACTION_TIMEOUT) {
+            if fatal(&e) {
+                self.fatal
+                    .set(format!("aborting a transaction failed: {e}"));
+            } else {
+                warn!("aborting a transaction failed: {e}");
+            }
+        }
+    }
+
+    /// Aborts, then moves the consumer back to the last committed offsets.
+    fn abort_and_rewind(&self, consumer: &BaseConsumer<WorkerContext>) {
+        self.abort_transaction();
+        self.rewind(consumer);
+    }
+
+    /// Moves the consumer back to the last committed offsets.
+    fn rewind(&self, consumer: &BaseConsumer<WorkerContext>) {
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        // Every held partition, not only those with records since the commit: the record the
+        // loop was about to handle must come again.
+        for (partition, offset) in committed {
+            positions.remove(&partition);
+            match consumer.seek(
+                &self.raw_topic,
+                partition,
+                Offset::Offset(offset),
+                TRANSACTION_TIMEOUT,
+            ) {
+                Ok(()) => info!(partition, offset, "rewound to the last committed offset"),
+                Err(e) => warn!(partition, "cannot rewind to the last committed offset: {e}"),
+            }
+        }
+    }
+}
+
+fn retriable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_retriable())
+}
+
+fn fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
