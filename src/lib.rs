@@ -10,6 +10,8 @@
 pub mod api;
 pub mod config;
 pub mod edge;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod kafka;

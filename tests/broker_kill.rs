@@ -1,5 +1,5 @@
-//! Apache Kafka itself dies: the broker is killed with SIGKILL twice in the middle of a live
-//! stream and started again on the same data dir. The transform workers and the edge of
+//! Apache Kafka itself dies, in both delivery modes: the broker is killed with SIGKILL twice in
+//! the middle of a live stream and started again on the same data dir. The transform workers and the edge of
 //! `pricefeed run` recover by themselves, without a restart:
 //! - every raw record the broker acknowledged to the feed is in the raw topic once, and every
 //!   channel topic and the dead-letter topic hold exactly its records, once each, in order;
@@ -26,7 +26,7 @@ use serde_json::json;
 const PARTITIONS: i32 = 3;
 const SYMBOLS: [&str; 4] = ["EURUSD", "GBPUSD", "USDJPY", "BTCUSD"];
 
-fn config(prefix: &str) -> String {
+fn config(prefix: &str, delivery: &str) -> String {
     format!(
         r#"{kafka}{edge}
 {instruments}
@@ -37,7 +37,7 @@ markup = {{ unit = "pips", bid = "0.2", ask = "0.3", min_spread = "0.5" }}
 symbols = ["EURUSD", "USDJPY"]
 markup = {{ unit = "pips", bid = "1.0", ask = "1.2", min_spread = "2.0" }}
 "#,
-        kafka = kafka_table(prefix, PARTITIONS),
+        kafka = kafka_table_with(prefix, PARTITIONS, delivery),
         edge = "[edge]\nmax_lag_records = 100000\nhistory_per_partition = 100000\n",
         instruments = instruments(&SYMBOLS),
     )
@@ -113,10 +113,23 @@ fn feed(
 }
 
 #[test]
-fn transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled() {
+fn idempotent_transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled() {
+    broker_sigkills("idempotent");
+}
+
+#[test]
+fn transactional_transform_and_edge_recover_from_broker_sigkills_with_nothing_lost_or_doubled() {
+    broker_sigkills("transactional");
+}
+
+/// One at a time: each kills a broker of its own under a live feed.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn broker_sigkills(delivery: &str) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let broker = Broker::start_own();
     let prefix = unique_prefix("broker-kill");
-    let text = config(&prefix);
+    let text = config(&prefix, delivery);
     let (dir, path) = write_config(&text);
     let dir = KeepOnPanic(Some(dir), &broker);
     let raw_topic = format!("{prefix}.raw");

@@ -1,7 +1,8 @@
-//! Exactly-once output under SIGKILL: two transform workers share the raw partitions while one of
-//! them is killed with SIGKILL again and again in the middle of a 50,000-record stream. Then
-//! every channel topic is compared with the raw topic record by record: nothing missing, nothing
-//! twice, order per partition kept. The same holds for the dead-letter topic.
+//! Exactly-once output under SIGKILL, in both delivery modes: three transform workers share the
+//! raw partitions while they are killed with SIGKILL (at least 30 times, in turn) in the middle
+//! of a stream of at least 100,000 raw records. Then `pricefeed reconcile` compares every channel
+//! topic and the dead-letter topic with the raw topic record by record: nothing missing, nothing
+//! twice, order per partition kept, every price what its rules make of the raw record.
 
 mod common;
 
@@ -13,8 +14,11 @@ use pricefeed::config::Rules;
 use rand::{Rng, SeedableRng};
 
 const PARTITIONS: i32 = 3;
-const RECORDS: u64 = 50_000;
-const MIN_KILLS: usize = 20;
+/// At least this many raw records and kills (`PRICEFEED_KILL_RECORDS`, `PRICEFEED_KILLS` raise
+/// them: `loadtest/faults-soak.sh`).
+const RECORDS: u64 = 100_000;
+const MIN_KILLS: usize = 30;
+const WORKERS: usize = 3;
 /// The shortest group session Kafka allows by default (group.min.session.timeout.ms = 6 s), so
 /// that a killed member is noticed quickly. The producer logs its
 /// idempotence and connection events (kept with the other logs when the test fails: a batch the
@@ -29,7 +33,7 @@ const WORKER: &[&str] = &[
     "transform",
 ];
 
-fn config(prefix: &str) -> String {
+fn config(prefix: &str, delivery: &str) -> String {
     format!(
         r#"{kafka}{instruments}
 [channels.all]
@@ -43,16 +47,40 @@ markup = {{ unit = "pips", bid = "1.0", ask = "1.2", min_spread = "2.0" }}
 symbols = ["BTCUSD"]
 markup = {{ unit = "bps", bid = "5", ask = "5", min_spread = "10" }}
 "#,
-        kafka = kafka_table(prefix, PARTITIONS),
+        kafka = kafka_table_with(prefix, PARTITIONS, delivery),
         instruments = instruments(&["EURUSD", "USDJPY", "BTCUSD", "ES"]),
     )
 }
 
 #[test]
-fn sigkilled_workers_write_every_record_exactly_once_in_order() {
+fn sigkilled_idempotent_workers_write_every_record_exactly_once_in_order() {
+    sigkilled_workers("idempotent");
+}
+
+#[test]
+fn sigkilled_transactional_workers_write_every_record_exactly_once_in_order() {
+    sigkilled_workers("transactional");
+}
+
+/// One at a time: each runs three workers and a feed.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sigkilled_workers(delivery: &str) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+            .max(default)
+    };
+    let (records, min_kills) = (
+        env("PRICEFEED_KILL_RECORDS", RECORDS),
+        env("PRICEFEED_KILLS", MIN_KILLS as u64) as usize,
+    );
     let broker = Broker::start();
     let prefix = unique_prefix("kill");
-    let text = config(&prefix);
+    let text = config(&prefix, delivery);
     let rules = Rules::parse(&text, "test").unwrap();
     let (dir, path) = write_config(&text);
     eprintln!("logs in {}", dir.path().display());
@@ -69,7 +97,7 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
         &[
             "simulate",
             "--rate",
-            "1000",
+            "2500",
             "--malformed-ratio",
             "0.002",
             "--seed",
@@ -86,7 +114,7 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
             &[("RUST_LOG", "info,librdkafka=debug,rdkafka=warn")],
         )
     };
-    let mut workers = vec![worker(), worker()];
+    let mut workers: Vec<Proc> = (0..WORKERS).map(|_| worker()).collect();
 
     // Kill a worker once it has processed a random number of records since it started, so the
     // kills land mid-stream: while polling, producing, committing or rebalancing.
@@ -94,9 +122,10 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
     let mut kills = 0;
     let mut mid_stream_kills = 0;
     let mut sent = 0.0;
-    while mid_stream_kills < MIN_KILLS || sent < RECORDS as f64 {
+    while mid_stream_kills < min_kills || sent < records as f64 {
         assert!(
-            started.elapsed() < Duration::from_secs(900) && kills < 200,
+            started.elapsed() < Duration::from_secs(900 + 10 * min_kills as u64)
+                && kills < 2 * min_kills + 140,
             "kill phase took too long ({kills} kills, {mid_stream_kills} mid-stream)"
         );
         let victim = kills % workers.len();
@@ -145,11 +174,11 @@ fn sigkilled_workers_write_every_record_exactly_once_in_order() {
          processed records) in {:?}",
         started.elapsed()
     );
-    assert!(mid_stream_kills >= MIN_KILLS);
+    assert!(mid_stream_kills >= min_kills);
 
     let raw = read_all(&broker, &format!("{prefix}.raw"), PARTITIONS);
     assert!(
-        raw.len() as u64 >= RECORDS,
+        raw.len() as u64 >= records,
         "the stream had {} records",
         raw.len()
     );

@@ -24,11 +24,13 @@ pub const SYMBOLS: [&str; 10] = [
     "XAUUSD",
 ];
 
-/// `channels.toml` for the edge: one channel, `symbols` instruments.
+/// `channels.toml` for the edge: one channel, `symbols` instruments. `BENCH_DELIVERY`
+/// (`idempotent`, `transactional`) sets the transform's delivery mode.
 pub fn config(symbols: &[String]) -> String {
+    let delivery = std::env::var("BENCH_DELIVERY").unwrap_or_else(|_| "idempotent".into());
     let mut s = format!(
         "[kafka]\nraw_topic = \"bench.raw\"\nchannel_topic_prefix = \"bench.\"\n\
-         dead_letter_topic = \"bench.dlq\"\npartitions = {PARTITIONS}\n\n\
+         dead_letter_topic = \"bench.dlq\"\npartitions = {PARTITIONS}\ndelivery = \"{delivery}\"\n\n\
          [edge]\nmax_connections = 60000\nheartbeat_ms = 60000\nsetup_timeout_ms = 60000\n\n"
     );
     for sym in symbols {
@@ -105,8 +107,17 @@ pub fn start_edge(brokers: &str, config: &Path, log: &Path) -> Node {
 }
 
 /// Starts a `pricefeed transform` worker for every channel and waits until it is ready.
+/// `BENCH_COMMIT_INTERVAL_MS` sets its commit interval.
 pub fn start_transform(brokers: &str, config: &Path, log: &Path) -> Node {
-    start(&["transform", "--no-watch"], brokers, config, log)
+    match std::env::var("BENCH_COMMIT_INTERVAL_MS") {
+        Ok(ms) => start(
+            &["transform", "--no-watch", "--commit-interval-ms", &ms],
+            brokers,
+            config,
+            log,
+        ),
+        Err(_) => start(&["transform", "--no-watch"], brokers, config, log),
+    }
 }
 
 fn start(role: &[&str], brokers: &str, config: &Path, log: &Path) -> Node {

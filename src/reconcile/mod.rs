@@ -142,10 +142,18 @@ pub fn run(opts: &ReconcileOptions) -> kafka::Result<Report> {
 fn reader(settings: &KafkaSettings) -> kafka::Result<BaseConsumer> {
     use rdkafka::config::FromClientConfig;
     let mut c = settings.reader_config();
-    // Whole partitions are read: large fetches, and only committed records.
+    // Whole partitions are read: large fetches. Only committed records (what every pricefeed
+    // reader sees), unless `--kafka-option isolation.level=read_uncommitted` asks to look at
+    // aborted ones too.
     c.set("fetch.max.bytes", "104857600");
     c.set("max.partition.fetch.bytes", "10485760");
-    c.set("isolation.level", "read_committed");
+    if !settings
+        .options
+        .iter()
+        .any(|(k, _)| k.ends_with("isolation.level"))
+    {
+        c.set("isolation.level", "read_committed");
+    }
     BaseConsumer::from_config(&c).map_err(ctx("creating a Kafka consumer"))
 }
 

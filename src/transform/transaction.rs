@@ -16,8 +16,8 @@ use tracing::{info, warn};
 use super::context::{AssignmentEvent, TRANSACTION_TIMEOUT, WorkerContext, create_producer};
 use crate::telemetry;
 
-/// A producer is replaced at most this often; failing again sooner is fatal.
-const RENEW_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+/// A producer is replaced at most this often.
+const RENEW_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a commit that failed with a retriable error is tried again before aborting.
 const COMMIT_ATTEMPTS: usize = 3;
@@ -47,19 +47,18 @@ impl WorkerContext {
     }
 
     /// The producer was fenced (the coordinator aborted a transaction that outlived
-    /// `transaction.timeout.ms`, say after this process was stopped) and can do nothing more:
-    /// its transaction is gone, so the worker goes back to the committed offsets with a new
-    /// producer. Twice within a minute is not a stall but a setting or permission: fatal.
+    /// `transaction.timeout.ms`: the process was stopped, or the broker was down that long) and
+    /// can do nothing more: its transaction is gone, so the worker goes back to the committed
+    /// offsets with a new producer (at most one a second; a producer that cannot even be
+    /// created stops the worker).
     fn renew_producer(&self, consumer: &BaseConsumer<WorkerContext>, e: &KafkaError) {
         let mut last = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < RENEW_AT_MOST_EVERY) {
-            self.fatal.set(format!(
-                "the transactional producer failed for good, twice: {e}"
-            ));
-            return;
+        if let Some(t) = *last {
+            std::thread::sleep(RENEW_AT_MOST_EVERY.saturating_sub(t.elapsed()));
         }
         *last = Some(Instant::now());
         drop(last);
+        telemetry::produce_error();
         warn!("the transactional producer failed for good ({e}): replacing it");
         self.txn_open.store(false, Ordering::Release);
         match create_producer(
@@ -125,8 +124,7 @@ impl WorkerContext {
         }
         let e = last.expect("at least one attempt");
         if fatal(&e) {
-            self.fatal
-                .set(format!("committing a transaction failed for good: {e}"));
+            self.renew_producer(consumer, &e);
             return false;
         }
         telemetry::produce_error();
