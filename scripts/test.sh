@@ -7,7 +7,8 @@
 # One Apache Kafka broker serves the whole run (scripts/kafka.sh, on a free port, data in a
 # temporary dir): the tests get it in PRICEFEED_TEST_BROKERS and keep apart by their own topic
 # and group names. Tests that kill the broker, and those that run the demo script, start their own.
-# Extra arguments go to `cargo test`, e.g. scripts/test.sh --test exactly_once_kill.
+# Then, on a full run, a short fuzzing run of each fuzz target (scripts/fuzz.sh --short).
+# Extra arguments go to `cargo test` (and skip the fuzzing), e.g. scripts/test.sh --test reconcile_cli.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,4 +40,8 @@ set -e
 grep -E '^test result:' "$log" \
   | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
   | awk '{p += $1; f += $2} END {printf "%d passed, %d failed\n", p, f}'
+if [ $# -eq 0 ]; then
+  echo "fuzz: every target for 20 s (scripts/fuzz.sh --short)"
+  scripts/fuzz.sh --short || status=1
+fi
 exit "$status"

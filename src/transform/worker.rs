@@ -272,7 +272,10 @@ impl Loop {
             .filter(|t| !previous.contains(t))
             .cloned()
             .collect();
-        if added.is_empty() || self.floors.is_empty() {
+        // Transactions need no floors (output and offsets commit together), and reading a
+        // topic this worker has an open transaction on would wait for that transaction.
+        if added.is_empty() || self.floors.is_empty() || context.delivery == Delivery::Transactional
+        {
             return Ok(());
         }
         let partitions: Vec<i32> = self.floors.keys().copied().collect();
