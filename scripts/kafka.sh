@@ -185,7 +185,8 @@ while True:
   fi
 
   mkdir -p "$dir/tmp"
-  log_from=$(($(wc -l <"$dir/broker.log" 2>/dev/null || echo 0) + 1))
+  log_from=1
+  [ ! -f "$dir/broker.log" ] || log_from=$(($(wc -l <"$dir/broker.log") + 1))
   echo "=== scripts/kafka.sh start $(date -u +%Y-%m-%dT%H:%M:%SZ) ===" >>"$dir/broker.log"
   # Drain nothing: the JVM writes to a file, never to a pipe that could fill up.
   setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \

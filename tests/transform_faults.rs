@@ -323,3 +323,73 @@ markup = { unit = "pips", bid = "1", ask = "1", min_spread = "2" }
     assert_once_in_order(&output, 0, got.get(&0).map_or(&[], |v| v), 4100);
     assert_reconciled(&broker, &new_path, Duration::from_secs(10));
 }
+
+/// A worker waiting on a full producer queue does not poll, so it cannot learn that the group
+/// has moved on (here: it exceeded `max.poll.interval.ms`, and the group gave its partition to
+/// another worker). It must stop waiting once its assignment is lost and drop what it holds:
+/// it used to wait until the queue drained (the 15 s linger), then write everything again.
+#[test]
+fn a_worker_stuck_on_a_full_queue_stops_once_its_partitions_are_gone() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("queuefull");
+    let (dir, path) = write_config(&config(&prefix, 1, ALL));
+    let output = format!("{prefix}.all");
+    create_topic(&broker, &format!("{prefix}.raw"), 1);
+    let mut feed = spawn_pricefeed(
+        &broker,
+        &path,
+        &[
+            "simulate", "--rate", "2000", "--count", "200", "--seed", "5",
+        ],
+        dir.path(),
+    );
+    assert!(feed.child.wait().unwrap().success(), "{}", feed.log_text());
+    let stuck = spawn_pricefeed(
+        &broker,
+        &path,
+        &args(&[
+            SESSION,
+            &["--kafka-option", "consumer.max.poll.interval.ms=7000"],
+            &["--kafka-option", "producer.queue.buffering.max.messages=5"],
+            &["--kafka-option", "producer.linger.ms=15000"],
+            &["transform", "--commit-interval-ms", "600000"],
+        ]),
+        dir.path(),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the worker to fill its queue",
+        || (stuck.metric("pricefeed_raw_records_total") >= Some(5.0)).then_some(()),
+    );
+    assert!(read_all(&broker, &output, 1).is_empty());
+    let heir = spawn_pricefeed(
+        &broker,
+        &path,
+        &args(&[SESSION, &["transform"]]),
+        dir.path(),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the heir to write 200 records",
+        || (read_all(&broker, &output, 1).len() >= 200).then_some(()),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the stuck worker to let go",
+        || {
+            stuck
+                .log_text()
+                .contains("raw partitions revoked")
+                .then_some(())
+        },
+    );
+    // Past the stuck worker's linger: anything it still held would have landed by now.
+    std::thread::sleep(Duration::from_secs(18));
+    for p in [&stuck, &heir] {
+        p.signal("TERM");
+    }
+    drop((stuck, heir));
+    let got = raw_offsets(&broker, &output, 1);
+    assert_once_in_order(&output, 0, got.get(&0).map_or(&[], |v| v), 200);
+    assert_reconciled(&broker, &path, Duration::from_secs(10));
+}

@@ -188,6 +188,15 @@ pub struct WorkerContext {
     pub committed: Mutex<HashMap<i32, i64>>,
     /// When the transactional producer was last replaced.
     pub renewed: Mutex<Option<Instant>>,
+    /// The loop gave up a record because librdkafka said the assignment was lost.
+    pub lost_seen: AtomicBool,
+    /// How long the loop went without polling before the current poll, in ms.
+    pub poll_gap_ms: std::sync::atomic::AtomicU64,
+    /// When the loop's last poll returned.
+    pub last_poll: Mutex<Instant>,
+    /// The consumer's `max.poll.interval.ms`: a gap this long means the group has let go of
+    /// this worker, whatever the revocation says.
+    pub max_poll_interval: Duration,
 }
 
 const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -457,13 +466,19 @@ impl ConsumerContext for WorkerContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let lost = consumer.assignment_lost();
+                // A revocation that arrives after the loop went longer than max.poll.interval.ms
+                // without polling (stuck on a full queue, stopped) comes after the group has
+                // already let go: librdkafka may deliver it as an ordinary one.
+                let gap = Duration::from_millis(self.poll_gap_ms.load(Ordering::Acquire));
+                let lost = consumer.assignment_lost()
+                    || self.lost_seen.swap(false, Ordering::AcqRel)
+                    || gap >= self.max_poll_interval;
                 // The new owner reports these partitions' lag from now on.
                 for e in tpl.elements_for_topic(&self.raw_topic) {
                     telemetry::consumer_lag(e.partition(), 0);
                 }
                 self.revoke(consumer, lost);
-                info!(lost, "raw partitions revoked");
+                info!(lost, ?gap, "raw partitions revoked");
             }
             other => {
                 error!("rebalance error: {:?}", other);

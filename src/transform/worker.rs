@@ -4,8 +4,8 @@
 //! already batches and pipelines internally, so no `await` is needed per record.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -111,6 +111,10 @@ pub(super) fn run_loop(
         txn_open: AtomicBool::new(false),
         committed: Default::default(),
         renewed: Default::default(),
+        lost_seen: AtomicBool::new(false),
+        poll_gap_ms: Default::default(),
+        last_poll: Mutex::new(Instant::now()),
+        max_poll_interval: max_poll_interval(&opts.kafka),
     };
     let consumer = BaseConsumer::from_config_and_context(
         &opts.kafka.group_consumer_config(&opts.group_id),
@@ -153,13 +157,24 @@ pub(super) fn run_loop(
     l.use_rules(&consumer, rules)?;
 
     let commit_interval = l.opts.commit_interval(delivery);
+    let mut last_poll = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut retry_rules_at = Instant::now();
     while !shutdown.is_cancelled() {
         if fatal.is_set() {
             break;
         }
+        consumer.context().poll_gap_ms.store(
+            last_poll.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Release,
+        );
         let polled = consumer.poll(Duration::from_millis(100));
+        last_poll = Instant::now();
+        *consumer
+            .context()
+            .last_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = last_poll;
         l.apply_events(&consumer);
         match polled {
             Some(Ok(m)) => l.handle(&consumer, &m)?,
@@ -514,7 +529,22 @@ fn send<'a>(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 let context = consumer.context();
-                if context.fatal.is_set() || consumer.assignment_lost() {
+                if context.fatal.is_set() {
+                    return Err(Send::GaveUp);
+                }
+                // librdkafka marks the assignment lost when it hears of it; past
+                // max.poll.interval.ms without a poll the group has let go in any case (and
+                // librdkafka says so only at the next poll).
+                let unpolled = context
+                    .last_poll
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed();
+                if consumer.assignment_lost() || unpolled >= context.max_poll_interval {
+                    context
+                        .lost_seen
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    warn!("the group let go of this worker while its output queue was full");
                     return Err(Send::GaveUp);
                 }
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + OUTPUT_STALL_LIMIT);
@@ -537,6 +567,17 @@ fn send<'a>(
             }
         }
     }
+}
+
+/// The consumer's `max.poll.interval.ms` (librdkafka's default: 300 s).
+fn max_poll_interval(kafka: &crate::kafka::KafkaSettings) -> Duration {
+    kafka
+        .options
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "max.poll.interval.ms" || k == "consumer.max.poll.interval.ms")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_millis)
 }
 
 /// A consume error that says the broker will never accept this member's group settings.
