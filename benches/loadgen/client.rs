@@ -279,9 +279,7 @@ pub fn text_frame(text: &str) -> Vec<u8> {
     f
 }
 
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+pub use super::seq::{digits, find, is_gap, partition_and_seq, partition_seq_prev};
 
 /// The `upTo` of a snapshot frame: `(partition, last seqNo covered)` for each partition that has
 /// one (`"upTo":{"0":41,"1":-1}`; -1 when the partition held nothing).
@@ -299,42 +297,6 @@ pub fn snapshot_up_to(frame: &[u8]) -> Vec<(u64, i64)> {
             Some((k.trim_matches('"').parse().ok()?, v.parse().ok()?))
         })
         .collect()
-}
-
-/// `partition` and `seqNo` of a price frame: they come right after the topic near the start.
-pub fn partition_and_seq(frame: &[u8]) -> Option<(u64, u64)> {
-    partition_seq_prev(frame).map(|(p, seq, _)| (p, seq))
-}
-
-/// The partition, seqNo and, from a pricefeed edge, `prev` (the record before) of a frame.
-pub fn partition_seq_prev(frame: &[u8]) -> Option<(u64, u64, Option<i64>)> {
-    let at = find(&frame[..frame.len().min(128)], b"\"partition\":")? + 12;
-    let (p, rest) = digits(&frame[at..]);
-    let (seq, rest) = digits(rest.strip_prefix(b",\"seqNo\":")?);
-    let prev = rest
-        .strip_prefix(b",\"prev\":")
-        .map(|r| match r.strip_prefix(b"-") {
-            Some(r) => -(digits(r).0 as i64),
-            None => digits(r).0 as i64,
-        });
-    Some((p, seq, prev))
-}
-
-/// Whether a frame skips a record after `last`: its `prev` is past `last` (seqNos are Kafka
-/// offsets and transaction markers take some), or without `prev` its seqNo is not `last + 1`.
-pub fn is_gap(seq: u64, prev: Option<i64>, last: i64) -> bool {
-    match prev {
-        Some(prev) => prev > last,
-        None => seq as i64 != last + 1,
-    }
-}
-
-fn digits(b: &[u8]) -> (u64, &[u8]) {
-    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    let v = b[..n]
-        .iter()
-        .fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
-    (v, &b[n..])
 }
 
 /// The generator's `sent_us`, the price's last field: found from the end.

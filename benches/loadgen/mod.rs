@@ -12,6 +12,7 @@ pub mod client;
 pub mod fleet;
 pub mod measure;
 pub mod pricefeed;
+pub mod seq;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

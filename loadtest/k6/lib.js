@@ -13,6 +13,7 @@ import http from "k6/http";
 import crypto from "k6/crypto";
 import encoding from "k6/encoding";
 import { Counter, Rate, Trend } from "k6/metrics";
+import { isGap } from "./seq.js";
 // WebSockets come from k6/experimental/websockets: k6 1.1.0 (the pinned version) has no
 // k6/websockets yet; the API is the same.
 
@@ -95,7 +96,7 @@ export class Tracker {
     }
     // `prev` is the record before this one in the partition: past `last`, records were missed.
     // (seqNos are offsets: transaction markers take some, so they need not be consecutive.)
-    if (last !== undefined && f.prev > last && !f.conflated && !this.filtered) {
+    if (last !== undefined && isGap(f, last) && !f.conflated && !this.filtered) {
       this.gaps += 1;
       metrics.gaps.add(1);
       console.warn(`${this.topic}/${p}: gap, last seqNo ${last}, got ${f.seqNo} after ${f.prev}`);

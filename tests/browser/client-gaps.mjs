@@ -3,6 +3,7 @@
 // message whose `prev` is past the last seqNo taken in is one, reported once; a filtered
 // subscription checks only duplicates. Exits non-zero on any failed check.
 import { SubSocket, isGap } from "../../src/web/client.js";
+import { isGap as k6IsGap } from "../../loadtest/k6/seq.js";
 
 function check(ok, what) {
   if (!ok) throw new Error(what);
@@ -13,6 +14,9 @@ check(!isGap({ seqNo: 10, prev: 7 }, 7), "prev equal to the last seqNo: no gap, 
 check(!isGap({ seqNo: 10, prev: 6 }, 7), "prev below the last seqNo: no gap");
 check(isGap({ seqNo: 10, prev: 8 }, 7), "prev past the last seqNo: a gap");
 check(isGap({ seqNo: 9 }, 7) && !isGap({ seqNo: 8 }, 7), "without prev: consecutive seqNos");
+for (const [f, last] of [[{ seqNo: 10, prev: 7 }, 7], [{ seqNo: 10, prev: 8 }, 7], [{ seqNo: 9 }, 7], [{ seqNo: 8 }, 7]]) {
+  check(k6IsGap(f, last) === isGap(f, last), `k6's rule agrees on ${JSON.stringify(f)} after ${last}`);
+}
 
 /** Plays `frames` to the client once it has sent its setup. */
 function edge(frames) {
