@@ -370,11 +370,6 @@ fn a_worker_stuck_on_a_full_queue_stops_once_its_partitions_are_gone() {
     );
     wait_for(
         Duration::from_secs(60),
-        "the heir to write 200 records",
-        || (read_all(&broker, &output, 1).len() >= 200).then_some(()),
-    );
-    wait_for(
-        Duration::from_secs(60),
         "the stuck worker to let go",
         || {
             stuck
@@ -383,12 +378,20 @@ fn a_worker_stuck_on_a_full_queue_stops_once_its_partitions_are_gone() {
                 .then_some(())
         },
     );
-    // Past the stuck worker's linger: anything it still held would have landed by now.
-    std::thread::sleep(Duration::from_secs(18));
-    for p in [&stuck, &heir] {
-        p.signal("TERM");
-    }
-    drop((stuck, heir));
+    // Once it has let go it would rejoin, take the partition back and get stuck again: it is
+    // done here (its queue is held for 15 s, so anything it had not dropped would still be in
+    // it and die with it; what the old wait did was deliver it after 15 s and go on).
+    std::thread::sleep(Duration::from_secs(1));
+    let mut stuck = stuck;
+    stuck.kill9();
+    wait_for(
+        Duration::from_secs(60),
+        "the heir to write 200 records",
+        || (read_all(&broker, &output, 1).len() >= 200).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    heir.signal("TERM");
+    drop(heir);
     let got = raw_offsets(&broker, &output, 1);
     assert_once_in_order(&output, 0, got.get(&0).map_or(&[], |v| v), 200);
     assert_reconciled(&broker, &path, Duration::from_secs(10));
