@@ -310,10 +310,6 @@ impl WorkerContext {
             // Aborted, nothing of it is ever visible to read_committed readers (and had the
             // group moved on, the commit would have been refused anyway).
             self.abort_transaction();
-            self.positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
             warn!(
                 queued,
                 "raw partitions lost without a handover: transaction aborted"
@@ -331,10 +327,6 @@ impl WorkerContext {
             }
             Err(e) => self.fatal.set(e),
         }
-        self.positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         warn!(
             queued,
             "raw partitions lost without a handover (this worker was expelled from the group): \
@@ -348,11 +340,12 @@ impl WorkerContext {
         } else {
             // Everything polled so far is enqueued: wait for it, commit, then let go.
             self.checkpoint(consumer, CommitMode::Sync);
-            self.positions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
         }
+        // Nothing of these partitions is this worker's to commit any more.
+        self.positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.committed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
