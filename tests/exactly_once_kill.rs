@@ -185,14 +185,7 @@ fn sigkilled_workers(delivery: &str) {
     // Let the surviving workers catch up, then compare record by record.
     let report = assert_reconciled(&broker, &path, Duration::from_secs(300));
     let dlq = &rules.kafka.dead_letter_topic;
-    let dead_letters: u64 = report["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["outputs"].as_array().unwrap())
-        .filter(|o| o["topic"] == dlq.as_str())
-        .map(|o| o["records"].as_u64().unwrap())
-        .sum();
+    let dead_letters = topic_records(&report, dlq.as_str());
     assert!(
         dead_letters > 0,
         "the feed had malformed records to dead-letter"

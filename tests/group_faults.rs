@@ -229,14 +229,7 @@ markup = { unit = "bps", bid = "5", ask = "5", min_spread = "10" }
         let (code, report) = reconcile(&broker, &path, &["--rules", &old_arg]);
         if code == 0 {
             let crypto = format!("{prefix}.crypto");
-            let on_new_channel: u64 = report["partitions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|p| p["outputs"].as_array().unwrap())
-                .filter(|o| o["topic"] == crypto.as_str())
-                .map(|o| o["records"].as_u64().unwrap())
-                .sum();
+            let on_new_channel = topic_records(&report, crypto.as_str());
             assert!(on_new_channel > 0, "nothing on the added channel");
             eprintln!(
                 "{delivery}: clean, {} output records ({on_new_channel} on the added channel)",

@@ -74,14 +74,7 @@ fn reconcile_is_clean_on_faithful_output_and_names_every_altered_record() {
     drop(worker);
     let records = output_records(&report);
     assert!(records > 3000, "{records} output records compared");
-    let dlq: u64 = report["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["outputs"].as_array().unwrap())
-        .filter(|o| o["topic"] == format!("{prefix}.dlq"))
-        .map(|o| o["records"].as_u64().unwrap())
-        .sum();
+    let dlq = topic_records(&report, &format!("{prefix}.dlq"));
     assert!(dlq > 0, "no dead letters were compared");
 
     // Alter the outputs behind the worker's back: the last record again with another price,

@@ -78,6 +78,18 @@ pub fn output_records(report: &serde_json::Value) -> u64 {
         .sum()
 }
 
+/// Output records a report compared on one topic (every partition).
+pub fn topic_records(report: &serde_json::Value, topic: &str) -> u64 {
+    report["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["outputs"].as_array().into_iter().flatten())
+        .filter(|o| o["topic"] == topic)
+        .map(|o| o["records"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// Waits until `reconcile` is clean. Records still missing may be on their way (the workers
 /// catch up) for up to `timeout`; any other finding fails at once.
 pub fn assert_reconciled(broker: &Broker, config: &Path, timeout: Duration) -> serde_json::Value {
