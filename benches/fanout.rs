@@ -81,7 +81,7 @@ fn broker_probe(
     std::thread::spawn(move || {
         use rdkafka::Message;
         use rdkafka::consumer::Consumer;
-        let consumer = pricefeed::edge::reader::consumer(&settings).unwrap();
+        let consumer = settings.live_reader().unwrap();
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in 0..PARTITIONS {
             tpl.add_partition_offset(&topic, p, rdkafka::Offset::End)

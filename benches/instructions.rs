@@ -12,7 +12,7 @@
 use std::hint::black_box;
 
 use pricefeed::config::Rules;
-use pricefeed::simulate::Walk;
+use pricefeed::tools::simulate::Walk;
 use pricefeed::transform::process::{ChannelOutput, Processor, RecordMeta};
 
 fn main() {

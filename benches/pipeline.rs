@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pricefeed::config::Rules;
-use pricefeed::simulate::Walk;
+use pricefeed::tools::simulate::Walk;
 use pricefeed::transform::process::{ChannelOutput, Processor, RecordMeta};
 
 /// Simulator records: symbol, bid, ask, ts, both sizes, id and source (about 170 bytes).

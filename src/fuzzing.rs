@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use crate::config::Rules;
-use crate::edge::protocol;
-use crate::edge::wire::{FrameReader, Incoming};
+use crate::edge::wire::protocol;
+use crate::edge::wire::reader::{FrameReader, Incoming};
 use crate::transform::process::{ChannelOutput, Processor, RecordMeta};
 
 /// The rules the raw-record target prices with: the repository's own channels.toml.

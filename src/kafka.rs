@@ -187,6 +187,21 @@ impl KafkaSettings {
     pub fn reader(&self) -> Result<BaseConsumer> {
         BaseConsumer::from_config(&self.reader_config()).map_err(ctx("creating a Kafka consumer"))
     }
+
+    /// A reader tuned for low-latency reads of the channel topics (the edge's live reader and
+    /// its replays): a fetch waits at most 10 ms for data unless the operator set
+    /// `fetch.wait.max.ms`.
+    pub fn live_reader(&self) -> Result<BaseConsumer> {
+        let mut c = self.reader_config();
+        if !self
+            .options
+            .iter()
+            .any(|(k, _)| k.ends_with("fetch.wait.max.ms"))
+        {
+            c.set("fetch.wait.max.ms", "10");
+        }
+        BaseConsumer::from_config(&c).map_err(ctx("creating the edge's Kafka consumer"))
+    }
 }
 
 /// Number of partitions of `topic`, or `None` when it does not exist.

@@ -1,7 +1,6 @@
 //! Resume (I₆) with real clients, a live feed and two edge processes: a client that drops
 //! mid-stream and resumes, on the same edge and on another one, receives exactly the records it
-//! missed and then the live ones; an offset that is not in the log gives `resume_gap` and a fresh
-//! snapshot.
+//! missed and then the live ones (an offset that is not in the log: tests/edge_resume_gap.rs).
 
 mod common;
 
@@ -20,10 +19,6 @@ const PARTITIONS: i32 = 3;
 const SYMBOLS: [&str; 3] = ["EURUSD", "GBPUSD", "USDJPY"];
 /// Small, so that a resume after a longer drop is served from Kafka, a short one from memory.
 const HISTORY: usize = 200;
-
-fn config(prefix: &str) -> String {
-    config_with(prefix, "idempotent")
-}
 
 fn config_with(prefix: &str, delivery: &str) -> String {
     format!(
@@ -285,77 +280,6 @@ fn producer_done(a: &Proc, b: &Proc) {
         .unwrap_or(0.0);
     assert!(kafka >= 1.0, "edge A replayed from Kafka");
     assert!(memory >= 1.0, "edge B replayed from memory");
-}
-
-#[test]
-fn an_offset_not_in_the_log_gives_resume_gap_and_a_fresh_snapshot() {
-    let broker = Broker::start();
-    let prefix = unique_prefix("edge-gap");
-    let (dir, path) = write_config(&config(&prefix));
-    let raw = format!("{prefix}.raw");
-    create_topic(&broker, &raw, PARTITIONS);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
-    let records: Vec<(i32, Option<&str>, String)> = (0..30)
-        .map(|i| {
-            let s = i % 3;
-            (
-                s as i32,
-                Some(SYMBOLS[s]),
-                format!(
-                    r#"{{"symbol":"{}","bid":"1.1{i:04}","ask":"1.1{:04}"}}"#,
-                    SYMBOLS[s],
-                    i + 2
-                ),
-            )
-        })
-        .collect();
-    let refs: Vec<(i32, Option<&str>, &str)> = records
-        .iter()
-        .map(|(p, k, v)| (*p, *k, v.as_str()))
-        .collect();
-    produce(&broker, &raw, &refs);
-    let vip = format!("{prefix}.vip");
-    wait_for(Duration::from_secs(30), "30 records on vip", || {
-        (read_all(&broker, &vip, PARTITIONS).len() == 30).then_some(())
-    });
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut c = Ws::connect(node.http_port, "/ws").await;
-        c.setup(&token("judy", &["vip"], None, false, 600)).await;
-        // Partition 1 asks for a seqNo far past the end (as after a broker lost its data).
-        c.send(json!({"type": "resume", "topic": "vip", "from": {"0": 3, "1": 5_000_000, "2": 1}}))
-            .await;
-        c.expect("subscribed").await;
-        let e = c.expect_error("resume_gap").await;
-        assert!(
-            e["message"].as_str().unwrap().contains("partition 1"),
-            "{e}"
-        );
-        let snap = c.expect("snapshot").await;
-        assert_eq!(snap["prices"].as_array().unwrap().len(), 3, "{snap}");
-        assert_eq!(snap["upTo"], json!({"0": 9, "1": 9, "2": 9}));
-        // And it goes on live from there.
-        produce(
-            &broker,
-            &raw,
-            &[(
-                1,
-                Some("GBPUSD"),
-                r#"{"symbol":"GBPUSD","bid":"1.2","ask":"1.21"}"#,
-            )],
-        );
-        let m = c.expect("message").await;
-        assert_eq!(
-            (m["partition"].as_i64(), m["seqNo"].as_i64()),
-            (Some(1), Some(10))
-        );
-        // A partition the topic does not have is a bad request.
-        c.send(json!({"type": "resume", "topic": "vip", "from": {"7": 1}}))
-            .await;
-        c.expect_error("bad_request").await;
-    });
 }
 
 #[test]

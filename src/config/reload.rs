@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{ConfigError, ConfigErrors, Rules};
+use super::errors::{ConfigError, ConfigErrors};
+use super::rules::Rules;
 use crate::telemetry;
 
 /// How often the file is re-read when file events may not arrive.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use toml::{Table, Value};
 
-use super::ConfigError;
+use super::errors::ConfigError;
 
 /// Collects errors while the parser walks the tree.
 #[derive(Default)]
@@ -173,4 +173,14 @@ impl Walker {
         }
         ok.then_some(out)
     }
+}
+
+pub(super) fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

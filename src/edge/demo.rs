@@ -2,11 +2,14 @@
 //! client token per channel, with the instruments the trading UI needs (pip sizes to show spreads
 //! in pips). Off by default: with it on, every channel is open to whoever reaches the port.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::auth::{Audience, AuthSetupError, Claims, sign_hs256};
-use super::bodies::{DemoChannel, DemoInstrument, DemoSession};
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::config::{AuthSettings, JwtAlgorithm, Rules};
+use crate::edge::auth::{Audience, AuthSetupError, Claims, sign_hs256};
 
 /// How long a demo token is valid; the UI fetches a new one when it reconnects.
 pub const DEMO_TOKEN_TTL_S: u64 = 3600;
@@ -94,4 +97,36 @@ impl DemoSigner {
             instruments,
         }
     }
+}
+
+/// `GET /demo/session` (demo mode only).
+#[derive(Serialize, ToSchema)]
+pub struct DemoSession {
+    pub channels: Vec<DemoChannel>,
+    /// Every instrument by symbol.
+    pub instruments: BTreeMap<String, DemoInstrument>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoChannel {
+    pub name: String,
+    /// `demo-<channel>`.
+    pub user: String,
+    /// An HS256 JWT for this channel only, without the publish right.
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The symbols the channel carries.
+    pub symbols: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DemoInstrument {
+    /// Size of one pip, as a decimal string.
+    pub pip: String,
+    /// The price grid, as a decimal string.
+    pub tick: String,
+    /// Decimal places on the wire.
+    pub precision: u32,
 }

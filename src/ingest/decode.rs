@@ -10,8 +10,8 @@ use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
 use simd_json::{Buffers, ValueType};
 
-use super::Reject;
 use super::numbers::number_text;
+use super::reject::Reject;
 use crate::pricing::decimal::MAX_PRICE;
 
 const MAX_TEXT: usize = 256;

@@ -23,7 +23,8 @@
 use rust_decimal::Decimal;
 
 use super::decimal::{max, min};
-use super::{Instrument, PricingRule};
+use super::instrument::Instrument;
+use super::markup::{Amount, PricingRule};
 
 /// A channel quote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +121,7 @@ struct Amounts {
 
 impl Amounts {
     fn resolve(rule: &PricingRule, mid: Decimal) -> Result<Amounts, QuoteError> {
-        let resolve = |a: super::Amount| a.resolve(mid).ok_or(QuoteError::Overflow);
+        let resolve = |a: Amount| a.resolve(mid).ok_or(QuoteError::Overflow);
         Ok(Amounts {
             bid: resolve(rule.bid)?,
             ask: resolve(rule.ask)?,
@@ -177,7 +178,7 @@ fn decimal_engine(
 mod fixed {
     use rust_decimal::Decimal;
 
-    use super::{Quote, QuoteError};
+    use crate::pricing::margin::{Quote, QuoteError};
 
     const POW10: [i64; 19] = {
         let mut t = [1i64; 19];

@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use super::Instrument;
+use super::instrument::Instrument;
 
 /// The unit markup amounts are written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

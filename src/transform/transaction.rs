@@ -13,7 +13,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use tracing::{info, warn};
 
-use super::context::{AssignmentEvent, TRANSACTION_TIMEOUT, WorkerContext, create_producer};
+use super::context::{AssignmentEvent, WorkerContext};
+use super::delivery::{TRANSACTION_TIMEOUT, create_producer};
 use crate::telemetry;
 
 /// A producer is replaced at most this often.
@@ -139,12 +140,11 @@ impl WorkerContext {
             return;
         }
         if let Err(e) = self.producer.load().abort_transaction(TRANSACTION_TIMEOUT) {
-            if fatal(&e) {
-                self.fatal
-                    .set(format!("aborting a transaction failed: {e}"));
-            } else {
-                warn!("aborting a transaction failed: {e}");
-            }
+            // A fenced producer (the coordinator already aborted this transaction, after an
+            // outage longer than transaction.timeout.ms) has nothing left to abort: the next
+            // `begin` fails for good and replaces it, and the worker rewinds. Stopping the
+            // worker here took a whole process down after a broker outage.
+            warn!("aborting a transaction failed: {e}");
         }
     }
 

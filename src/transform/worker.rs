@@ -4,11 +4,10 @@
 //! already batches and pipelines internally, so no `await` is needed per record.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use rdkafka::Message;
 use rdkafka::config::FromClientConfigAndContext;
@@ -19,39 +18,19 @@ use rdkafka::producer::BaseRecord;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::context::{
-    AssignmentEvent, Fatal, OUTPUT_STALL_LIMIT, OutputProducer, WorkerContext, create_producer,
-};
+use super::context::{AssignmentEvent, WorkerContext};
+use super::delivery::{Fatal, OutputProducer, create_producer};
+use super::options::{TransformError, TransformOptions, output_topics};
+use super::output::{Floors, Send, dead_letter_headers, send};
 use super::process::{ChannelOutput, Processor, RecordMeta};
 use super::resume::{self, RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
-
-/// How long reading the ends of a reload's new outputs may take.
-const FLOOR_TIMEOUT: Duration = Duration::from_secs(30);
-use super::{TransformError, TransformOptions, output_topics};
 use crate::config::reload::LiveRules;
 use crate::config::{Delivery, Rules};
 use crate::ingest::Reject;
 use crate::telemetry::{self, LogLimiter};
 
-/// Headers of a dead-lettered record.
-pub const ERROR_HEADER: &str = "pricefeed-error";
-pub const ERROR_DETAIL_HEADER: &str = "pricefeed-error-detail";
-pub const RAW_TOPIC_HEADER: &str = "pricefeed-raw-topic";
-pub const RAW_PARTITION_HEADER: &str = "pricefeed-raw-partition";
-
-/// Per raw partition: outputs that already hold records up to a raw offset (see `resume`).
-#[derive(Default)]
-struct Floors {
-    max: i64,
-    by_topic: HashMap<String, i64>,
-}
-
-impl Floors {
-    #[inline]
-    fn written(&self, topic: &str, offset: i64) -> bool {
-        offset <= self.max && self.by_topic.get(topic).is_some_and(|f| offset <= *f)
-    }
-}
+/// How long reading the ends of a reload's new outputs may take.
+const FLOOR_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per channel of the live rules: its topic and metric handles.
 struct ChannelSink {
@@ -96,26 +75,7 @@ pub(super) fn run_loop(
             .map_err(TransformError::Kafka)?,
     );
     let dead_letter_topic = opts.dead_letter_topic(&rules);
-    let context = WorkerContext {
-        producer: ArcSwap::new(producer.clone()),
-        kafka: opts.kafka.clone(),
-        raw_topic: rules.kafka.raw_topic.clone(),
-        outputs: Default::default(),
-        positions: Default::default(),
-        events: Default::default(),
-        has_events: AtomicBool::new(false),
-        fatal: fatal.clone(),
-        ready,
-        delivery,
-        group_id: opts.group_id.clone(),
-        txn_open: AtomicBool::new(false),
-        committed: Default::default(),
-        renewed: Default::default(),
-        lost_seen: AtomicBool::new(false),
-        poll_gap_ms: Default::default(),
-        last_poll: Mutex::new(Instant::now()),
-        max_poll_interval: max_poll_interval(&opts.kafka),
-    };
+    let context = WorkerContext::new(&opts, &rules, producer.clone(), fatal.clone(), ready);
     let consumer = BaseConsumer::from_config_and_context(
         &opts.kafka.group_consumer_config(&opts.group_id),
         context,
@@ -468,33 +428,7 @@ impl Loop {
         if floors.is_some_and(|f| f.written(&self.dead_letter_topic, m.offset())) {
             return Ok(());
         }
-        let offset = m.offset().to_string();
-        let partition = m.partition().to_string();
-        let headers = OwnedHeaders::new_with_capacity(6)
-            .insert(Header {
-                key: RAW_OFFSET_HEADER,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: RULES_VERSION_HEADER,
-                value: Some(&self.rules.version),
-            })
-            .insert(Header {
-                key: ERROR_HEADER,
-                value: Some(code),
-            })
-            .insert(Header {
-                key: ERROR_DETAIL_HEADER,
-                value: Some(&detail),
-            })
-            .insert(Header {
-                key: RAW_TOPIC_HEADER,
-                value: Some(m.topic()),
-            })
-            .insert(Header {
-                key: RAW_PARTITION_HEADER,
-                value: Some(&partition),
-            });
+        let headers = dead_letter_headers(m, &self.rules.version, code, &detail);
         let mut record = BaseRecord::to(&self.dead_letter_topic)
             .partition(m.partition())
             .payload(m.payload().unwrap_or_default())
@@ -504,80 +438,6 @@ impl Loop {
         }
         send(&self.producer, consumer, record)
     }
-}
-
-/// Why a record was not enqueued.
-enum Send {
-    /// The worker must stop.
-    Failed(TransformError),
-    /// The worker lost its partitions or is stopping: the record is not its to write any more.
-    GaveUp,
-}
-
-/// Enqueues a record, waiting while librdkafka's local queue is full, but not past the moment
-/// the worker loses its assignment (an expelled worker must not keep writing), a delivery
-/// failure, or [`OUTPUT_STALL_LIMIT`].
-fn send<'a>(
-    producer: &OutputProducer,
-    consumer: &RawConsumer,
-    mut record: BaseRecord<'a, [u8], [u8]>,
-) -> Result<(), Send> {
-    let mut deadline = None;
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                let context = consumer.context();
-                if context.fatal.is_set() {
-                    return Err(Send::GaveUp);
-                }
-                // librdkafka marks the assignment lost when it hears of it; past
-                // max.poll.interval.ms without a poll the group has let go in any case (and
-                // librdkafka says so only at the next poll).
-                let unpolled = context
-                    .last_poll
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .elapsed();
-                if consumer.assignment_lost() || unpolled >= context.max_poll_interval {
-                    context
-                        .lost_seen
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    warn!("the group let go of this worker while its output queue was full");
-                    return Err(Send::GaveUp);
-                }
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + OUTPUT_STALL_LIMIT);
-                if Instant::now() >= deadline {
-                    let message = format!(
-                        "the output queue stayed full for {OUTPUT_STALL_LIMIT:?}: Kafka is not \
-                         taking records for {}/{:?}",
-                        record.topic, record.partition
-                    );
-                    context.fatal.set(message.clone());
-                    return Err(Send::Failed(TransformError::Fatal(message)));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err((e, r)) => {
-                return Err(Send::Failed(TransformError::Kafka(format!(
-                    "cannot enqueue a record for {}/{:?}: {e}",
-                    r.topic, r.partition
-                ))));
-            }
-        }
-    }
-}
-
-/// The consumer's `max.poll.interval.ms` (librdkafka's default: 300 s).
-fn max_poll_interval(kafka: &crate::kafka::KafkaSettings) -> Duration {
-    kafka
-        .options
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "max.poll.interval.ms" || k == "consumer.max.poll.interval.ms")
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .map_or(Duration::from_secs(300), Duration::from_millis)
 }
 
 /// A consume error that says the broker will never accept this member's group settings.

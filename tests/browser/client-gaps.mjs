@@ -2,7 +2,7 @@
 // that jump over commit markers (each message's `prev` is the record before it) are no gap; a
 // message whose `prev` is past the last seqNo taken in is one, reported once; a filtered
 // subscription checks only duplicates. Exits non-zero on any failed check.
-import { SubSocket, isGap } from "../../src/web/client.js";
+import { SubSocket, isGap } from "../../src/http/web/client.js";
 import { isGap as k6IsGap } from "../../loadtest/k6/seq.js";
 
 function check(ok, what) {

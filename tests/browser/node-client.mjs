@@ -3,7 +3,7 @@
 // live prices, are cut off for 1.5 s while the feed runs, and resume with the missed prices
 // replayed and no gap or duplicate by the library's own checks. Usage: PRICEFEED_URL=http://…
 import { WebSocket } from "ws";
-import { SubSocket } from "../../src/web/client.js";
+import { SubSocket } from "../../src/http/web/client.js";
 
 const base = process.env.PRICEFEED_URL;
 const wsBase = base.replace(/^http/, "ws");

@@ -1,15 +1,12 @@
-//! The process's HTTP surface: `/metrics` (Prometheus), `/healthz`, `/readyz`, and the edge's
-//! routes when the process runs an edge.
+//! The routes every process serves: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -86,19 +83,4 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
             format!("not ready: {}\n", waiting.join("; ")),
         )
     }
-}
-
-/// Serves `router` on `listener` until `shutdown`.
-pub async fn serve<L>(
-    listener: L,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

@@ -58,7 +58,7 @@ impl TlsListener {
     pub fn new(
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
-        sockets: crate::SocketOptions,
+        sockets: super::serve::SocketOptions,
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);

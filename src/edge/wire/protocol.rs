@@ -1,6 +1,6 @@
 //! The Micro Socket protocol on the wire: client frames parsed with a specific error for each
 //! way they can be wrong, and the server's control frames. Price frames are built once per record
-//! in [`super::hub`]; see docs/protocol.md for the reference.
+//! in [`crate::edge::log::entry`]; see docs/protocol.md for the reference.
 
 use std::collections::BTreeMap;
 
@@ -323,7 +323,7 @@ pub fn error(code: Code, message: &str, topic: Option<&str>) -> String {
 pub fn snapshot<'a>(
     topic: &str,
     up_to: &[(usize, i64)],
-    prices: impl Iterator<Item = (usize, &'a super::hub::Entry)>,
+    prices: impl Iterator<Item = (usize, &'a crate::edge::log::entry::Entry)>,
 ) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(256);

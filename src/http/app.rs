@@ -8,14 +8,14 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::edge::bodies::Problem;
-use crate::edge::http::EdgeSlot;
-use crate::{edge, http, web};
+use super::edge_routes::{self, EdgeSlot};
+use super::problem::Problem;
+use super::{ops, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,17 +41,17 @@ type Spec = Arc<OnceLock<String>>;
 
 /// The routes of a process: health and metrics always; the edge's routes, the pages and the
 /// client library when it runs an edge; `/openapi.json` describing them all.
-pub fn app(state: http::HttpState, edge: Option<EdgeSlot>) -> Router {
+pub fn app(state: ops::HttpState, edge: Option<EdgeSlot>) -> Router {
     let spec: Spec = Arc::new(OnceLock::new());
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(http::router(state))
+        .merge(ops::router(state))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(openapi_json))
                 .with_state(spec.clone()),
         );
     if let Some(slot) = edge {
-        api = api.merge(edge::http::routes(slot)).merge(web::routes());
+        api = api.merge(edge_routes::routes(slot)).merge(web::routes());
     }
     let (router, doc) = api.split_for_parts();
     let _ = spec.set(
@@ -72,16 +72,13 @@ async fn openapi_json(State(spec): State<Spec>) -> Response {
         .into_response()
 }
 
-async fn no_route(method: Method, uri: Uri) -> Response {
-    (
+async fn no_route(method: Method, uri: Uri) -> Problem {
+    Problem::new(
         StatusCode::NOT_FOUND,
-        Json(Problem {
-            code: "no_route".into(),
-            message: format!(
-                "no route {method} {}; the routes are in /openapi.json",
-                uri.path()
-            ),
-        }),
+        "no_route",
+        format!(
+            "no route {method} {}; the routes are in /openapi.json",
+            uri.path()
+        ),
     )
-        .into_response()
 }

@@ -12,8 +12,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rustc_hash::FxHashSet;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, TopicLog};
-use super::reader::{NewTopic, position};
+use super::position::position;
+use super::reader::NewTopic;
+use crate::config::reload::LiveRules;
+use crate::edge::log::topic::{Hub, TopicLog};
 use crate::kafka::{self, KafkaSettings};
 use crate::telemetry::LogLimiter;
 
@@ -30,7 +32,9 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// session would stall with it.
 pub fn probe_loop(
     settings: &KafkaSettings,
-    edge: Arc<super::Edge>,
+    hub: Arc<Hub>,
+    rules: LiveRules,
+    kafka_error: Arc<AtomicBool>,
     added: Sender<NewTopic>,
     serves_every_channel: bool,
     shutdown: CancellationToken,
@@ -42,7 +46,7 @@ pub fn probe_loop(
             return;
         }
     };
-    let mut found: FxHashSet<String> = edge.hub.topics().keys().cloned().collect();
+    let mut found: FxHashSet<String> = hub.topics().keys().cloned().collect();
     let mut waiting_logged: FxHashSet<String> = FxHashSet::default();
     let mut limiter = LogLimiter::new(Duration::from_secs(30));
     let mut next_probe = Instant::now();
@@ -50,13 +54,14 @@ pub fn probe_loop(
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_probe {
             next_probe = Instant::now() + PROBE_INTERVAL;
-            probe(&client, &edge.hub, &edge.kafka_error);
+            probe(&client, &hub, &kafka_error);
         }
         if serves_every_channel && Instant::now() >= next_discovery {
             next_discovery = Instant::now() + DISCOVERY_INTERVAL;
             discover(
                 &client,
-                &edge,
+                &hub,
+                &rules,
                 &mut found,
                 &mut waiting_logged,
                 &mut limiter,
@@ -71,13 +76,14 @@ pub fn probe_loop(
 /// reader.
 fn discover(
     client: &BaseConsumer,
-    edge: &super::Edge,
+    hub: &Hub,
+    rules: &LiveRules,
     found: &mut FxHashSet<String>,
     waiting_logged: &mut FxHashSet<String>,
     limiter: &mut LogLimiter,
     added: &Sender<NewTopic>,
 ) {
-    let rules = edge.rules.load();
+    let rules = rules.load();
     for c in &rules.channels {
         if found.contains(&c.name) {
             continue;
@@ -98,7 +104,7 @@ fn discover(
             }
         };
         let log = TopicLog::new(&c.name, &c.topic, count);
-        match position(client, &log, edge.hub.read_back) {
+        match position(client, &log, hub.read_back) {
             Ok(ends) => {
                 found.insert(c.name.clone());
                 let _ = added.send(NewTopic {

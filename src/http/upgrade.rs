@@ -2,29 +2,15 @@
 //! answers `101 Switching Protocols`; the connection it yields is served by [`super::session`].
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Version, header};
+use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 
-/// A refused handshake: the status, and a message for the client.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refused(pub StatusCode, pub &'static str);
+use super::problem::Problem;
 
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        let mut r = (
-            self.0,
-            axum::Json(serde_json::json!({"code": "bad_request", "message": self.1})),
-        )
-            .into_response();
-        if self.0 == StatusCode::UPGRADE_REQUIRED {
-            r.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-        }
-        r
-    }
+/// A refused handshake: the status, and a message for the client.
+fn refused(status: StatusCode, message: &'static str) -> Problem {
+    Problem::new(status, "bad_request", message)
 }
 
 /// True when the comma-separated header `name` holds `token` (case-insensitive).
@@ -38,19 +24,19 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 /// Checks the upgrade request; returns the `101` response and the connection to come.
-pub fn accept(req: &mut Request) -> Result<(Response, OnUpgrade), Refused> {
+pub fn accept(req: &mut Request) -> Result<(Response, OnUpgrade), Problem> {
     let h = req.headers();
     if req.version() < Version::HTTP_11 {
-        return Err(Refused(StatusCode::BAD_REQUEST, "WebSocket needs HTTP/1.1"));
+        return Err(refused(StatusCode::BAD_REQUEST, "WebSocket needs HTTP/1.1"));
     }
     if !has_token(h, header::CONNECTION, "upgrade") || !has_token(h, header::UPGRADE, "websocket") {
-        return Err(Refused(
+        return Err(refused(
             StatusCode::UPGRADE_REQUIRED,
             "this is a WebSocket endpoint: send Connection: Upgrade and Upgrade: websocket",
         ));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(Refused(
+        return Err(refused(
             StatusCode::UPGRADE_REQUIRED,
             "only WebSocket version 13 is supported",
         ));
@@ -59,14 +45,14 @@ pub fn accept(req: &mut Request) -> Result<(Response, OnUpgrade), Refused> {
     let key = match h.get(header::SEC_WEBSOCKET_KEY) {
         Some(k) if k.len() == 24 && k.as_bytes().ends_with(b"==") => k.as_bytes().to_vec(),
         _ => {
-            return Err(Refused(
+            return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "missing or malformed Sec-WebSocket-Key",
             ));
         }
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(Refused(
+        return Err(refused(
             StatusCode::BAD_REQUEST,
             "this connection cannot be upgraded",
         ));
@@ -85,6 +71,7 @@ pub fn accept(req: &mut Request) -> Result<(Response, OnUpgrade), Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
 
     fn request(headers: &[(&str, &str)]) -> Request {
         let mut b = Request::builder().uri("/ws");
@@ -116,27 +103,23 @@ mod tests {
             (without("sec-websocket-key"), StatusCode::BAD_REQUEST),
         ];
         for (headers, status) in cases {
-            let Err(Refused(got, _)) = accept(&mut request(&headers)) else {
+            let Err(refusal) = accept(&mut request(&headers)) else {
                 panic!("accepted {headers:?}");
             };
-            assert_eq!(got, status, "{headers:?}");
+            assert_eq!(refusal.status, status, "{headers:?}");
         }
         let mut v8 = GOOD.to_vec();
         v8[2] = ("sec-websocket-version", "8");
-        let refused = accept(&mut request(&v8)).unwrap_err().into_response();
-        assert_eq!(refused.status(), StatusCode::UPGRADE_REQUIRED);
-        assert_eq!(refused.headers()["sec-websocket-version"], "13");
+        let refusal = accept(&mut request(&v8)).unwrap_err().into_response();
+        assert_eq!(refusal.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(refusal.headers()["sec-websocket-version"], "13");
     }
 
     #[test]
     fn a_proper_request_without_a_connection_to_upgrade_is_refused() {
         // Only the HTTP server attaches the connection; a bare request has none.
-        assert_eq!(
-            accept(&mut request(&GOOD)).unwrap_err(),
-            Refused(
-                StatusCode::BAD_REQUEST,
-                "this connection cannot be upgraded"
-            )
-        );
+        let refusal = accept(&mut request(&GOOD)).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal.message, "this connection cannot be upgraded");
     }
 }

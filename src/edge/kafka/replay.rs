@@ -11,7 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use super::hub::{Entry, Hub, TopicLog, encode_entry};
+use crate::edge::log::entry::{Entry, encode_entry};
+use crate::edge::log::topic::{Hub, TopicLog};
 use crate::kafka::{ADMIN_TIMEOUT, KafkaSettings};
 
 /// What a replay sends to its session.
@@ -68,7 +69,7 @@ impl ReplayPool {
                 let consumer = pool.idle.lock().expect("replay pool").pop();
                 let consumer = match consumer {
                     Some(c) => c,
-                    None => match super::reader::consumer(&pool.settings) {
+                    None => match pool.settings.live_reader() {
                         Ok(c) => c,
                         Err(e) => {
                             let _ = tx.blocking_send(ReplayItem::Failed(e.to_string()));

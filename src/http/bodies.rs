@@ -7,14 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-/// An error: a stable code and a message for people.
-#[derive(Serialize, ToSchema)]
-pub struct Problem {
-    /// e.g. `unauthorized`, `bad_request`, `unavailable` (docs/protocol.md section 6).
-    pub code: String,
-    pub message: String,
-}
-
 /// `GET /stats`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,36 +60,4 @@ pub struct PublishAck {
     /// `ok`: written and acknowledged by Kafka; `duplicate`: already published.
     #[schema(example = "ok")]
     pub status: &'static str,
-}
-
-/// `GET /demo/session` (demo mode only).
-#[derive(Serialize, ToSchema)]
-pub struct DemoSession {
-    pub channels: Vec<DemoChannel>,
-    /// Every instrument by symbol.
-    pub instruments: BTreeMap<String, DemoInstrument>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DemoChannel {
-    pub name: String,
-    /// `demo-<channel>`.
-    pub user: String,
-    /// An HS256 JWT for this channel only, without the publish right.
-    pub token: String,
-    /// Unix seconds.
-    pub expires_at: u64,
-    /// The symbols the channel carries.
-    pub symbols: Vec<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DemoInstrument {
-    /// Size of one pip, as a decimal string.
-    pub pip: String,
-    /// The price grid, as a decimal string.
-    pub tick: String,
-    /// Decimal places on the wire.
-    pub precision: u32,
 }

@@ -5,29 +5,37 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Edge;
-use super::bodies::{Problem, PublishAck, PublishRequest, Stats, TopicStats};
-use super::publish::PublishError;
-use super::session;
+use super::bodies::{PublishAck, PublishRequest, Stats, TopicStats};
+use super::problem::Problem;
+use super::upgrade;
+use crate::edge::connection::driver;
+use crate::edge::demo::DemoSession;
+use crate::edge::node::Edge;
+use crate::edge::publish::PublishError;
+use crate::edge::wire::protocol::MAX_MESSAGE_ID;
 use crate::telemetry;
 
 /// The edge once it has started (the HTTP server runs before, for health checks).
 pub type EdgeSlot = Arc<std::sync::OnceLock<Arc<Edge>>>;
 
-fn started(slot: &EdgeSlot) -> Result<Arc<Edge>, Box<Response>> {
-    slot.get().cloned().ok_or_else(|| {
-        Box::new(problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the edge is starting (waiting for Kafka and the channel topics)",
-        ))
-    })
+/// The started edge, for a handler; a request that comes before is answered 503.
+pub struct Started(pub Arc<Edge>);
+
+impl FromRequestParts<EdgeSlot> for Started {
+    type Rejection = Problem;
+
+    async fn from_request_parts(_: &mut Parts, slot: &EdgeSlot) -> Result<Started, Problem> {
+        slot.get().cloned().map(Started).ok_or_else(|| {
+            Problem::unavailable("the edge is starting (waiting for Kafka and the channel topics)")
+        })
+    }
 }
 
 pub fn routes(edge: EdgeSlot) -> OpenApiRouter {
@@ -50,7 +58,7 @@ pub fn routes(edge: EdgeSlot) -> OpenApiRouter {
         (status = 503, description = "The edge is starting, still reading the channel topics, or shutting down", body = Problem),
     ))]
 async fn ws_all(State(slot): State<EdgeSlot>, req: Request) -> Response {
-    upgrade(&slot, req, None)
+    accept(&slot, req, None).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A WebSocket connection for one topic, subscribed right after `setup` (or resumed, with the
@@ -64,69 +72,57 @@ async fn ws_all(State(slot): State<EdgeSlot>, req: Request) -> Response {
         (status = 503, description = "The edge is not serving yet, or shutting down", body = Problem),
     ))]
 async fn ws_one(State(slot): State<EdgeSlot>, Path(topic): Path<String>, req: Request) -> Response {
-    upgrade(&slot, req, Some(topic))
+    accept(&slot, req, Some(topic)).unwrap_or_else(IntoResponse::into_response)
 }
 
-fn upgrade(slot: &EdgeSlot, mut req: Request, topic: Option<String>) -> Response {
-    let (response, on_upgrade) = match super::upgrade::accept(&mut req) {
-        Ok(accepted) => accepted,
-        Err(refused) => return refused.into_response(),
-    };
-    let edge = match started(slot) {
-        Ok(edge) => edge,
-        Err(r) => return *r,
-    };
+/// The handshake is checked before the edge's state: a request that is not a WebSocket upgrade
+/// gets the same answer whether or not the edge has started.
+fn accept(slot: &EdgeSlot, mut req: Request, topic: Option<String>) -> Result<Response, Problem> {
+    let (response, on_upgrade) = upgrade::accept(&mut req)?;
+    let edge = slot.get().cloned().ok_or_else(|| {
+        Problem::unavailable("the edge is starting (waiting for Kafka and the channel topics)")
+    })?;
     if !edge.hub.caught_up() {
         // Until the reader has caught up, a snapshot would miss prices and the "live" stream
         // would replay history: send clients to a ready node (or let them retry).
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        return Err(Problem::unavailable(
             "this edge is still reading the channel topics; retry shortly",
-        );
+        ));
     }
     if edge.shutdown.is_cancelled() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "this edge is shutting down",
-        );
+        return Err(Problem::unavailable("this edge is shutting down"));
     }
     let tracked = edge.clone();
     tokio::spawn(tracked.tasks.track_future(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                session::run(hyper_util::rt::TokioIo::new(upgraded), edge, topic).await;
+                driver::run(hyper_util::rt::TokioIo::new(upgraded), edge, topic).await;
             }
             Err(e) => tracing::debug!("WebSocket upgrade failed: {e}"),
         }
     }));
-    response
+    Ok(response)
 }
 
 /// Demo mode only (`--demo`): a one-hour client token per channel this edge serves, and the
 /// instruments (for the trading UI at `/`).
 #[utoipa::path(get, path = "/demo/session", tag = "demo",
     responses(
-        (status = 200, description = "A token per channel, and the instruments", body = super::bodies::DemoSession),
+        (status = 200, description = "A token per channel, and the instruments", body = DemoSession),
         (status = 404, description = "Demo mode is off", body = Problem),
         (status = 503, description = "The edge is starting", body = Problem),
     ))]
-async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
-    let edge = match started(&slot) {
-        Ok(edge) => edge,
-        Err(r) => return *r,
-    };
+async fn demo_session(Started(edge): Started) -> Result<Response, Problem> {
     let Some(signer) = &edge.demo else {
-        return problem(
+        return Err(Problem::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "demo mode is off (start the edge with --demo to get demo tokens here)",
-        );
+        ));
     };
     let channels: Vec<String> = edge.hub.topics().keys().cloned().collect();
     let body = signer.session(&edge.rules.load(), &channels);
-    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
 /// This edge's connections, subscriptions and, per topic, subscribers and positions.
@@ -135,11 +131,8 @@ async fn demo_session(State(slot): State<EdgeSlot>) -> Response {
         (status = 200, description = "Connections, subscriptions and per-topic positions", body = Stats),
         (status = 503, description = "The edge is starting", body = Problem),
     ))]
-async fn stats(State(slot): State<EdgeSlot>) -> Response {
-    match started(&slot) {
-        Ok(edge) => Json(stats_body(&edge)).into_response(),
-        Err(r) => *r,
-    }
+async fn stats(Started(edge): Started) -> Json<Stats> {
+    Json(stats_body(&edge))
 }
 
 fn stats_body(edge: &Edge) -> Stats {
@@ -174,17 +167,9 @@ fn stats_body(edge: &Edge) -> Stats {
     }
 }
 
-fn problem(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = Problem {
-        code: code.to_string(),
-        message: message.to_string(),
-    };
-    (status, Json(body)).into_response()
-}
-
 /// Who is publishing: an API key (`X-Api-Key` or `Authorization: Bearer <key>`) or a JWT with
 /// the publish right (`Authorization: Bearer <jwt>`).
-fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> {
+fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Problem> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -195,11 +180,11 @@ fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> 
         .or(bearer);
     let Some(key) = key else {
         telemetry::edge_auth_failure("missing_credentials");
-        return Err(Box::new(problem(
+        return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send an API key in X-Api-Key, or a token in Authorization: Bearer",
-        )));
+        ));
     };
     if let Some(name) = edge.api_keys.publisher(key) {
         return Ok(format!("key:{name}"));
@@ -208,19 +193,19 @@ fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> 
         Ok(g) if g.publish => Ok(g.user),
         Ok(_) => {
             telemetry::edge_auth_failure("forbidden_publish");
-            Err(Box::new(problem(
+            Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this token does not allow publishing",
-            )))
+            ))
         }
         Err(e) => {
             telemetry::edge_auth_failure("bad_api_key_or_token");
-            Err(Box::new(problem(
+            Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                &format!("not a known API key, and not a valid token ({e})"),
-            )))
+                format!("not a known API key, and not a valid token ({e})"),
+            ))
         }
     }
 }
@@ -240,62 +225,48 @@ fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Box<Response>> 
         (status = 413, description = "Larger than max_frame_bytes", body = Problem),
         (status = 503, description = "Kafka did not acknowledge (`publish_failed`), or the edge is starting", body = Problem),
     ))]
-async fn publish(State(slot): State<EdgeSlot>, headers: HeaderMap, body: Bytes) -> Response {
-    let edge = match started(&slot) {
-        Ok(e) => e,
-        Err(r) => return *r,
-    };
-    let who = match publisher(&edge, &headers) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
-    if body.len() > edge.settings.max_frame_bytes {
-        return problem(
+async fn publish(
+    Started(edge): Started,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PublishAck>, Problem> {
+    let who = publisher(&edge, &headers)?;
+    let limit = edge.settings.max_frame_bytes;
+    if body.len() > limit {
+        return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "frame_too_large",
-            &format!("the limit is {} bytes", edge.settings.max_frame_bytes),
-        );
+            format!("the limit is {limit} bytes"),
+        ));
     }
-    let req: PublishRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("expected {{\"messageId\", \"payload\"}}: {e}"),
-            );
-        }
-    };
-    if req.message_id.is_empty() || req.message_id.len() > super::protocol::MAX_MESSAGE_ID {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "messageId must be 1 to 128 bytes",
-        );
+    let req: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(format!("expected {{\"messageId\", \"payload\"}}: {e}"))
+    })?;
+    if req.message_id.is_empty() || req.message_id.len() > MAX_MESSAGE_ID {
+        return Err(Problem::bad_request("messageId must be 1 to 128 bytes"));
     }
     let raw_topic = edge.publisher.raw_topic();
     if req.topic.as_ref().is_some_and(|t| *t != raw_topic) {
-        return problem(
+        return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "unknown_topic",
-            &format!("publish goes to the raw topic {raw_topic:?}"),
-        );
+            format!("publish goes to the raw topic {raw_topic:?}"),
+        ));
     }
     match edge
         .publisher
         .publish(&who, &req.message_id, req.payload.get().as_bytes())
         .await
     {
-        Ok(status) => Json(PublishAck {
+        Ok(status) => Ok(Json(PublishAck {
             message_id: req.message_id,
             status: status.as_str(),
-        })
-        .into_response(),
-        Err(PublishError::Invalid(why)) => problem(StatusCode::BAD_REQUEST, "bad_request", &why),
-        Err(e) => problem(
+        })),
+        Err(PublishError::Invalid(why)) => Err(Problem::bad_request(why)),
+        Err(e) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "publish_failed",
-            &e.to_string(),
-        ),
+            e.to_string(),
+        )),
     }
 }

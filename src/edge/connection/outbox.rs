@@ -2,8 +2,9 @@
 //! frames (copied once from the hub's encoded bytes), with what the session needs to know about
 //! them (how many, how many prices, the oldest price's source time).
 
-use super::hub::Entry;
-use super::wire;
+use super::cursor::Sink;
+use crate::edge::log::entry::Entry;
+use crate::edge::wire::frames as wire;
 
 #[derive(Default)]
 pub struct Outbox {
@@ -14,7 +15,7 @@ pub struct Outbox {
     pub prices: usize,
     /// Source timestamp (ms) of the oldest price in `buf`, `i64::MAX` when none.
     pub oldest_ts: i64,
-    /// Earliest receipt by this edge ([`super::hub::clock_us`]) of a price in `buf`.
+    /// Earliest receipt by this edge ([`crate::edge::log::entry::clock_us`]) of a price in `buf`.
     pub oldest_received_us: u64,
 }
 
@@ -34,13 +35,21 @@ impl Outbox {
         self.frames += 1;
     }
 
-    pub fn price(&mut self, e: &Entry) {
+    fn priced(&mut self, e: &Entry) {
+        self.frames += 1;
+        self.prices += 1;
+        self.oldest_ts = self.oldest_ts.min(e.ts_ms);
+        self.oldest_received_us = self.oldest_received_us.min(e.received_us);
+    }
+}
+
+impl Sink for Outbox {
+    fn price(&mut self, e: &Entry) {
         wire::put_text(&mut self.buf, &e.frame);
         self.priced(e);
     }
 
-    /// The latest price of a symbol standing in for those the client was too slow to take.
-    pub fn conflated(&mut self, e: &Entry) {
+    fn conflated(&mut self, e: &Entry) {
         let [a, b, c] = e.conflated_parts();
         wire::put_frame(
             &mut self.buf,
@@ -48,12 +57,5 @@ impl Outbox {
             &[a.as_bytes(), b.as_bytes(), c.as_bytes()],
         );
         self.priced(e);
-    }
-
-    fn priced(&mut self, e: &Entry) {
-        self.frames += 1;
-        self.prices += 1;
-        self.oldest_ts = self.oldest_ts.min(e.ts_ms);
-        self.oldest_received_us = self.oldest_received_us.min(e.received_us);
     }
 }

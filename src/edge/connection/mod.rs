@@ -1,0 +1,13 @@
+//! One WebSocket connection: the socket loop ([`driver`]) writes what the [`session`] has
+//! ready; [`requests`] change the session; each subscription ([`subscription`], kept by
+//! [`subscriptions`]) moves a pure [`cursor`] per partition through the in-memory log; frames
+//! are put into the next write by the [`outbox`]; [`rate`] limits client frames.
+
+pub mod cursor;
+pub mod driver;
+pub mod outbox;
+pub mod rate;
+pub mod requests;
+pub mod session;
+pub mod subscription;
+pub mod subscriptions;

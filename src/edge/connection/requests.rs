@@ -1,0 +1,351 @@
+//! What each client request does: `setup` (and token refresh), `subscribe`, `unsubscribe`,
+//! `resume`, `publish`, `ping`, with the checks (ACL, topic, symbols, limits) and the specific
+//! error for each way a request can be refused. Requests change the [`Session`]; none waits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::session::{CLOSE_POLICY, Session};
+use super::subscription::Subscription;
+use crate::config::SlowClientPolicy;
+use crate::edge::auth::AuthError;
+use crate::edge::log::symbols::SymbolSet;
+use crate::edge::log::topic::TopicLog;
+use crate::edge::publish::PublishError;
+use crate::edge::wire::protocol::{self, ClientFrame, Code};
+use crate::telemetry;
+
+/// How long a resume waits for this edge to reach an offset another edge already delivered.
+pub const RESUME_WAIT: Duration = Duration::from_secs(2);
+
+/// A subscribe or resume that passed the checks.
+struct Checked {
+    topic: Arc<TopicLog>,
+    filter: Option<SymbolSet>,
+    /// The symbols as asked (or as the token allows), `None` for all.
+    symbols: Option<Vec<String>>,
+    policy: SlowClientPolicy,
+}
+
+/// One text message from the client.
+pub fn on_text(s: &mut Session, text: String) {
+    let settings = &s.node().settings;
+    let (per_second, max_frame) = (settings.messages_per_second, settings.max_frame_bytes);
+    s.node().stats.add_in(1);
+    if !s.rate().allow() {
+        if s.rate().should_report() {
+            s.fail(
+                Code::RateLimited,
+                &format!("more than {per_second} frames per second; frames are being dropped"),
+                None,
+            );
+        }
+        // A client that keeps flooding long after being told is cut off.
+        if s.rate().dropped() > per_second.saturating_mul(10).max(100) {
+            s.close(CLOSE_POLICY, "rate limit");
+        }
+        return;
+    }
+    if text.len() > max_frame {
+        let why = format!("frame of {} bytes; the limit is {max_frame}", text.len());
+        s.fail(Code::FrameTooLarge, &why, None);
+        return;
+    }
+    let frame = match protocol::parse(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            s.fail(e.code, &e.message, None);
+            return;
+        }
+    };
+    match frame {
+        ClientFrame::Setup {
+            token,
+            topics,
+            resume,
+        } => on_setup(s, &token, topics, resume),
+        _ if s.grant().is_none() => {
+            s.fail(Code::NotSetup, "send setup with a token first", None);
+        }
+        ClientFrame::Subscribe { topic, symbols } => on_subscribe(s, &topic, symbols),
+        ClientFrame::Unsubscribe { topic } => {
+            if s.subs_mut().remove(&topic) {
+                s.send(protocol::unsubscribed(&topic, None));
+            } else {
+                let why = format!("not subscribed to {topic}");
+                s.fail(Code::NotSubscribed, &why, Some(&topic));
+            }
+        }
+        ClientFrame::Resume {
+            topic,
+            from,
+            symbols,
+        } => on_resume(s, &topic, from, symbols),
+        ClientFrame::Publish {
+            topic,
+            message_id,
+            payload,
+        } => on_publish(s, &topic, message_id, payload),
+        ClientFrame::Ping => s.send(protocol::pong()),
+    }
+}
+
+fn on_setup(
+    s: &mut Session,
+    token: &str,
+    topics: Vec<String>,
+    resume: BTreeMap<String, BTreeMap<i32, i64>>,
+) {
+    let grant = match s.node().verifier.verify(token) {
+        Ok(g) => g,
+        Err(e) => {
+            telemetry::edge_auth_failure(match e {
+                AuthError::Expired => "expired",
+                AuthError::BadSignature => "bad_signature",
+                AuthError::WrongAlgorithm(..) => "wrong_algorithm",
+                AuthError::Malformed(_) => "malformed",
+                AuthError::BadClaims(_) => "bad_claims",
+            });
+            s.fail(Code::Unauthorized, &e.to_string(), None);
+            if s.grant().is_none() {
+                s.close(CLOSE_POLICY, "unauthorized");
+            }
+            return;
+        }
+    };
+    if let Some(old) = s.grant()
+        && old.user != grant.user
+    {
+        let why = format!(
+            "this connection belongs to {}; a token for {} needs a new connection",
+            old.user, grant.user
+        );
+        s.fail(Code::Forbidden, &why, None);
+        return;
+    }
+    let refresh = s.grant().is_some();
+    let remaining = grant.expires_at + s.node().leeway_s;
+    let secs = remaining.saturating_sub(unix_now());
+    let ready = protocol::ready(&s.session_id(), &grant.user, grant.expires_at);
+    s.send(ready);
+    s.set_grant(grant, Instant::now() + Duration::from_secs(secs));
+    if refresh {
+        reapply_grant(s);
+    }
+    let mut topics = topics;
+    if let Some(t) = s.only_topic()
+        && !refresh
+        && !topics.iter().any(|x| x == t)
+    {
+        topics.insert(0, t.to_string());
+    }
+    for t in topics {
+        if !resume.contains_key(&t) {
+            on_subscribe(s, &t, None);
+        }
+    }
+    // A reconnecting client picks up where it was in the same round trip (on
+    // `/ws/sub/{topic}` this is the only way to resume the path topic without a snapshot and
+    // live prices arriving first).
+    for (t, from) in resume {
+        on_resume(s, &t, from, None);
+    }
+}
+
+/// After a token refresh: drop what the new token no longer allows.
+fn reapply_grant(s: &mut Session) {
+    let grant = s.grant().cloned().expect("refresh has a grant");
+    let gone = s.subs_mut().retain(|sub| {
+        let symbols_ok = sub
+            .symbols()
+            .is_none_or(|syms| syms.iter().all(|x| grant.may_see_symbol(x)))
+            && (grant.symbols.is_none() || sub.symbols().is_some());
+        grant.may_see_channel(sub.channel()) && symbols_ok
+    });
+    for channel in gone {
+        s.send(protocol::unsubscribed(
+            &channel,
+            Some("the new token does not allow it"),
+        ));
+    }
+}
+
+/// Checks a subscribe or resume: the topic, the ACL, the symbols.
+fn check_subscription(
+    s: &mut Session,
+    topic: &str,
+    symbols: Option<Vec<String>>,
+) -> Option<Checked> {
+    let grant = s.grant().cloned().expect("checked by the caller");
+    let node = s.node().clone();
+    if let Some(only) = s.only_topic()
+        && only != topic
+    {
+        let why = format!("this endpoint serves only {only}; use /ws for several topics");
+        s.fail(Code::BadRequest, &why, Some(topic));
+        return None;
+    }
+    let Some(log) = node.hub.topic(topic) else {
+        let topics = node.hub.topics();
+        let mut known: Vec<&str> = topics.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let why = format!(
+            "no topic {topic:?} on this edge (topics: {})",
+            known.join(", ")
+        );
+        s.fail(Code::UnknownTopic, &why, Some(topic));
+        return None;
+    };
+    if !grant.may_see_channel(topic) {
+        telemetry::edge_auth_failure("forbidden_topic");
+        let why = format!("your token does not allow {topic}");
+        s.fail(Code::Forbidden, &why, Some(topic));
+        return None;
+    }
+    let max = node.settings.max_subscriptions;
+    if !s.subs().contains(topic) && s.subs().len() >= max {
+        let why = format!("at most {max} subscriptions per connection");
+        s.fail(Code::TooManySubscriptions, &why, Some(topic));
+        return None;
+    }
+    let rules = node.rules.load();
+    let channel = rules.channel(topic);
+    let policy = channel.map_or(SlowClientPolicy::Conflate, |c| c.slow_client);
+    let carried = |sym: &str| {
+        rules
+            .instrument_index(sym)
+            .is_some_and(|i| channel.is_none_or(|c| c.carries(i)))
+    };
+    let wanted: Option<Vec<String>> = match (symbols, &grant.symbols) {
+        (Some(syms), _) => Some(syms),
+        // Everything the token allows that this channel carries.
+        (None, Some(allowed)) => Some(allowed.iter().filter(|x| carried(x)).cloned().collect()),
+        (None, None) => None,
+    };
+    let Some(wanted) = wanted else {
+        return Some(Checked {
+            topic: log,
+            filter: None,
+            symbols: None,
+            policy,
+        });
+    };
+    let mut set = SymbolSet::default();
+    for sym in &wanted {
+        if !carried(sym) {
+            let why = format!("{topic} does not carry {sym:?}");
+            s.fail(Code::UnknownSymbol, &why, Some(topic));
+            return None;
+        }
+        if !grant.may_see_symbol(sym) {
+            telemetry::edge_auth_failure("forbidden_symbol");
+            let why = format!("your token does not allow {sym}");
+            s.fail(Code::Forbidden, &why, Some(topic));
+            return None;
+        }
+        set.insert(node.hub.symbols.intern(sym));
+    }
+    Some(Checked {
+        topic: log,
+        filter: Some(set),
+        symbols: Some(wanted),
+        policy,
+    })
+}
+
+fn on_subscribe(s: &mut Session, topic: &str, symbols: Option<Vec<String>>) {
+    let Some(c) = check_subscription(s, topic, symbols) else {
+        return;
+    };
+    let partitions = c.topic.partitions.len();
+    s.send(protocol::subscribed(
+        topic,
+        partitions,
+        c.symbols.as_deref(),
+    ));
+    let (sub, snap) = Subscription::subscribe(c.topic, c.filter, c.symbols, c.policy);
+    s.send(snap);
+    s.subs_mut().put(sub);
+}
+
+fn on_resume(s: &mut Session, topic: &str, from: BTreeMap<i32, i64>, symbols: Option<Vec<String>>) {
+    let Some(c) = check_subscription(s, topic, symbols) else {
+        return;
+    };
+    let partitions = c.topic.partitions.len();
+    if let Some(p) = from.keys().find(|p| **p < 0 || **p as usize >= partitions) {
+        let why = format!("{topic} has no partition {p} (it has {partitions})");
+        s.fail(Code::BadRequest, &why, Some(topic));
+        return;
+    }
+    s.send(protocol::subscribed(
+        topic,
+        partitions,
+        c.symbols.as_deref(),
+    ));
+    // A client may come from an edge that is a little ahead of this one: its cursors wait for
+    // this edge to get there, up to RESUME_WAIT.
+    let until = Instant::now() + RESUME_WAIT;
+    let (sub, snap) = Subscription::resume(c.topic, c.filter, c.symbols, c.policy, &from, until);
+    if let Some(snap) = snap {
+        s.send(snap);
+    }
+    s.subs_mut().put(sub);
+    s.waker().notify_one();
+}
+
+fn on_publish(
+    s: &mut Session,
+    topic: &str,
+    message_id: String,
+    payload: Box<serde_json::value::RawValue>,
+) {
+    let grant = s.grant().expect("checked by the caller");
+    if !grant.publish {
+        telemetry::edge_auth_failure("forbidden_publish");
+        s.fail(
+            Code::Forbidden,
+            "your token does not allow publishing",
+            Some(topic),
+        );
+        return;
+    }
+    let user = grant.user.clone();
+    let node = s.node().clone();
+    let raw_topic = node.publisher.raw_topic();
+    if topic != raw_topic {
+        let why = format!("publish goes to the raw topic {raw_topic:?}, not {topic:?}");
+        s.fail(Code::UnknownTopic, &why, Some(topic));
+        return;
+    }
+    let publisher = node.publisher.clone();
+    let acks = s.acks();
+    let waker = s.waker().clone();
+    node.tasks.spawn(async move {
+        let frame = match publisher
+            .publish(&user, &message_id, payload.get().as_bytes())
+            .await
+        {
+            Ok(status) => protocol::ack(&message_id, status.as_str()),
+            Err(PublishError::Invalid(why)) => protocol::error(
+                Code::BadRequest,
+                &format!("publish {message_id}: {why}"),
+                None,
+            ),
+            Err(e) => protocol::error(
+                Code::PublishFailed,
+                &format!("publish {message_id}: {e}"),
+                None,
+            ),
+        };
+        acks.lock().expect("acks lock").push(frame);
+        waker.notify_one();
+    });
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

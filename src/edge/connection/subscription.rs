@@ -1,0 +1,312 @@
+//! One topic a session is subscribed to: a [`Cursor`] per partition, the Kafka replays the
+//! cursors asked for, and the frames that say where a subscription starts (the snapshot) and
+//! when a resume is done (`resumed`). The cursors decide; this module carries out what they ask.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::cursor::{Cursor, Limits, Step};
+use super::outbox::Outbox;
+use crate::config::SlowClientPolicy;
+use crate::edge::kafka::replay::{ReplayItem, ReplayPool};
+use crate::edge::log::partition::Budget;
+use crate::edge::log::symbols::SymbolSet;
+use crate::edge::log::topic::{Hub, TopicLog};
+use crate::edge::wire::protocol;
+
+/// Why a pull could not go on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// The client fell behind on a channel whose policy is `close`.
+    SlowConsumer,
+    /// A resume asked for records this edge cannot give without a gap.
+    Gap(String),
+}
+
+/// What pulls need from outside the subscription: where replays come from and whom they wake.
+pub struct PullContext<'a> {
+    pub hub: &'a Arc<Hub>,
+    pub replay: &'a Arc<ReplayPool>,
+    pub waker: &'a Arc<Notify>,
+    pub limits: Limits,
+}
+
+struct Part {
+    cursor: Cursor,
+    /// The Kafka replay this partition's cursor takes records from.
+    replay: Option<mpsc::Receiver<ReplayItem>>,
+}
+
+/// A resume in progress: prices delivered so far, and whether it was counted by source.
+struct Resuming {
+    replayed: u64,
+    counted: bool,
+}
+
+pub struct Subscription {
+    topic: Arc<TopicLog>,
+    filter: Option<SymbolSet>,
+    /// The symbols as the client sees them in `subscribed` (`None`: all).
+    symbols: Option<Vec<String>>,
+    policy: SlowClientPolicy,
+    parts: Vec<Part>,
+    resuming: Option<Resuming>,
+}
+
+/// The latest price per symbol of `partitions` (all when `None`) and where each partition's
+/// live stream continues.
+pub fn snapshot(
+    topic: &TopicLog,
+    filter: Option<&SymbolSet>,
+    partitions: Option<&[usize]>,
+) -> (String, Vec<(usize, i64)>) {
+    let mut prices = Vec::new();
+    let mut nexts = Vec::new();
+    for (p, log) in topic.partitions.iter().enumerate() {
+        if partitions.is_some_and(|ps| !ps.contains(&p)) {
+            continue;
+        }
+        let (entries, next) = log.latest(filter, i64::MIN);
+        prices.extend(entries.into_iter().map(|e| (p, e)));
+        nexts.push((p, next));
+    }
+    let up_to: Vec<(usize, i64)> = nexts.iter().map(|(p, n)| (*p, n - 1)).collect();
+    let frame = protocol::snapshot(&topic.channel, &up_to, prices.iter().map(|(p, e)| (*p, e)));
+    (frame, nexts)
+}
+
+impl Subscription {
+    /// A fresh subscription: the snapshot frame to send, then live from the snapshot's point.
+    pub fn subscribe(
+        topic: Arc<TopicLog>,
+        filter: Option<SymbolSet>,
+        symbols: Option<Vec<String>>,
+        policy: SlowClientPolicy,
+    ) -> (Subscription, String) {
+        let (frame, nexts) = snapshot(&topic, filter.as_ref(), None);
+        let parts = nexts
+            .into_iter()
+            .map(|(p, next)| Part {
+                cursor: Cursor::live(p, next),
+                replay: None,
+            })
+            .collect();
+        let sub = Subscription {
+            topic,
+            filter,
+            symbols,
+            policy,
+            parts,
+            resuming: None,
+        };
+        (sub, frame)
+    }
+
+    /// A subscription that resumes each partition of `from` after the seqNo given (waiting
+    /// until `until` for offsets this edge has not read yet) and takes a snapshot of the
+    /// partitions not given. Returns the snapshot frame when there is one.
+    pub fn resume(
+        topic: Arc<TopicLog>,
+        filter: Option<SymbolSet>,
+        symbols: Option<Vec<String>>,
+        policy: SlowClientPolicy,
+        from: &BTreeMap<i32, i64>,
+        until: Instant,
+    ) -> (Subscription, Option<String>) {
+        let missing: Vec<usize> = (0..topic.partitions.len())
+            .filter(|p| !from.contains_key(&(*p as i32)))
+            .collect();
+        let (snap, nexts) = if missing.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (frame, nexts) = snapshot(&topic, filter.as_ref(), Some(&missing));
+            (Some(frame), nexts)
+        };
+        let parts = (0..topic.partitions.len())
+            .map(|p| {
+                let cursor = match from.get(&(p as i32)) {
+                    Some(seq) => Cursor::resume(p, *seq, until),
+                    None => {
+                        let next = nexts.iter().find(|(sp, _)| *sp == p).map(|(_, n)| *n);
+                        Cursor::live(p, next.unwrap_or_else(|| topic.partitions[p].next()))
+                    }
+                };
+                Part {
+                    cursor,
+                    replay: None,
+                }
+            })
+            .collect();
+        let sub = Subscription {
+            topic,
+            filter,
+            symbols,
+            policy,
+            parts,
+            resuming: Some(Resuming {
+                replayed: 0,
+                counted: false,
+            }),
+        };
+        (sub, snap)
+    }
+
+    /// The same subscription started over from a fresh snapshot (after a gap).
+    pub fn restart(&self) -> (Subscription, String) {
+        Subscription::subscribe(
+            self.topic.clone(),
+            self.filter.clone(),
+            self.symbols.clone(),
+            self.policy,
+        )
+    }
+
+    pub fn topic(&self) -> &Arc<TopicLog> {
+        &self.topic
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.topic.channel
+    }
+
+    pub fn symbols(&self) -> Option<&[String]> {
+        self.symbols.as_deref()
+    }
+
+    pub fn policy(&self) -> SlowClientPolicy {
+        self.policy
+    }
+
+    /// When a waiting resume must be looked at again even if no record arrives.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p.cursor.mode() {
+                super::cursor::Mode::Waiting { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// True when a live cursor is further behind than `max_lag`.
+    pub fn lagging(&self, max_lag: usize) -> bool {
+        self.parts
+            .iter()
+            .enumerate()
+            .any(|(p, part)| part.cursor.lagging(&self.topic.partitions[p], max_lag))
+    }
+
+    /// A resume waits until this edge has read every offset it asks for (or its deadline):
+    /// until then nothing is delivered. Returns whether it still waits.
+    fn settle(&mut self, ctx: &PullContext<'_>) -> Result<bool, Trouble> {
+        if !self.parts.iter().any(|p| p.cursor.is_waiting()) {
+            return Ok(false);
+        }
+        let (mut waiting, mut gaps) = (false, Vec::new());
+        for p in 0..self.parts.len() {
+            let log = &self.topic.partitions[p];
+            match self.parts[p].cursor.settle(log, ctx.limits.now) {
+                None => {}
+                Some(Step::Replay { from }) => self.start_replay(ctx, p, from),
+                Some(Step::WaitUntil(_)) => waiting = true,
+                Some(Step::Gap(why)) => gaps.push(why),
+                Some(other) => unreachable!("settle does not return {other:?}"),
+            }
+        }
+        if !gaps.is_empty() {
+            crate::telemetry::edge_resume("gap");
+            return Err(Trouble::Gap(gaps.join("; ")));
+        }
+        Ok(waiting)
+    }
+
+    fn start_replay(&mut self, ctx: &PullContext<'_>, p: usize, from: i64) {
+        let rx = ctx.replay.start(
+            ctx.hub.clone(),
+            self.topic.clone(),
+            p,
+            from,
+            ctx.waker.clone(),
+        );
+        self.parts[p].replay = Some(rx);
+    }
+
+    /// Moves cursors forward, pushing frames into `out` within `budget`.
+    pub fn pull(
+        &mut self,
+        ctx: &PullContext<'_>,
+        budget: &mut Budget,
+        out: &mut Outbox,
+    ) -> Result<(), Trouble> {
+        if self.settle(ctx)? {
+            return Ok(());
+        }
+        if let Some(r) = self.resuming.as_mut()
+            && !r.counted
+        {
+            r.counted = true;
+            let from_kafka = self.parts.iter().any(|p| p.replay.is_some());
+            crate::telemetry::edge_resume(if from_kafka { "kafka" } else { "memory" });
+        }
+        let filter = self.filter.as_ref();
+        for (p, part) in self.parts.iter_mut().enumerate() {
+            let log = &self.topic.partitions[p];
+            loop {
+                let (before, resuming) = (out.prices, !part.cursor.is_live());
+                let step = part
+                    .cursor
+                    .pull(log, filter, self.policy, &ctx.limits, budget, out);
+                let next = match step {
+                    Step::AwaitReplay => {
+                        let item = match part.replay.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(item)) => Some(item),
+                            Some(Err(mpsc::error::TryRecvError::Empty)) => break,
+                            Some(Err(mpsc::error::TryRecvError::Disconnected)) | None => None,
+                        };
+                        if matches!(item, Some(ReplayItem::Reached(_))) {
+                            part.replay = None;
+                        }
+                        if let Err(why) = part.cursor.replayed(item, filter, budget, out) {
+                            crate::telemetry::edge_resume("gap");
+                            return Err(Trouble::Gap(why));
+                        }
+                        true
+                    }
+                    Step::Replay { from } => {
+                        part.replay = Some(ctx.replay.start(
+                            ctx.hub.clone(),
+                            self.topic.clone(),
+                            p,
+                            from,
+                            ctx.waker.clone(),
+                        ));
+                        true
+                    }
+                    Step::Conflated => {
+                        crate::telemetry::edge_conflated(&self.topic.channel);
+                        false
+                    }
+                    Step::Close => return Err(Trouble::SlowConsumer),
+                    Step::Gap(why) => return Err(Trouble::Gap(why)),
+                    Step::Wait | Step::Full | Step::WaitUntil(_) => false,
+                };
+                if resuming && let Some(r) = self.resuming.as_mut() {
+                    r.replayed += (out.prices - before) as u64;
+                }
+                if !next || budget.exhausted() {
+                    break;
+                }
+            }
+        }
+        if let Some(r) = &self.resuming
+            && self.parts.iter().all(|p| p.cursor.is_live())
+        {
+            out.control(&protocol::resumed(&self.topic.channel, r.replayed));
+            self.resuming = None;
+        }
+        Ok(())
+    }
+}

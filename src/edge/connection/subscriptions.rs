@@ -1,0 +1,155 @@
+//! The subscriptions of one session, at most one per channel. This is the one place that keeps
+//! "a subscription is in the set ⇔ the session is registered with its topic (woken when records
+//! arrive) and counted in `/stats`": every way in or out goes through here, including drop.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::cursor::Limits;
+use super::outbox::Outbox;
+use super::subscription::{PullContext, Subscription, Trouble};
+use crate::edge::log::partition::Budget;
+use crate::edge::node::Edge;
+use crate::edge::wire::protocol::{self, Code};
+
+pub struct Subscriptions {
+    node: Arc<Edge>,
+    session: u64,
+    waker: Arc<Notify>,
+    list: Vec<Subscription>,
+}
+
+impl Subscriptions {
+    pub fn new(node: Arc<Edge>, session: u64, waker: Arc<Notify>) -> Subscriptions {
+        Subscriptions {
+            node,
+            session,
+            waker,
+            list: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn contains(&self, channel: &str) -> bool {
+        self.list.iter().any(|s| s.channel() == channel)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Subscription> {
+        self.list.iter()
+    }
+
+    /// Adds `sub`, or replaces the subscription to the same channel.
+    pub fn put(&mut self, sub: Subscription) {
+        let topic = sub.topic().clone();
+        match self.list.iter().position(|s| s.channel() == sub.channel()) {
+            Some(i) => self.list[i] = sub,
+            None => {
+                self.list.push(sub);
+                self.node.stats.subscriptions(1);
+            }
+        }
+        topic.add_subscriber(self.session, self.waker.clone());
+    }
+
+    /// Removes the subscription to `channel`; false when there is none.
+    pub fn remove(&mut self, channel: &str) -> bool {
+        let Some(i) = self.list.iter().position(|s| s.channel() == channel) else {
+            return false;
+        };
+        let sub = self.list.remove(i);
+        self.left(&sub);
+        true
+    }
+
+    /// Keeps the subscriptions `keep` accepts; returns the channels of the others.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Subscription) -> bool) -> Vec<String> {
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.list.len() {
+            if keep(&self.list[i]) {
+                i += 1;
+            } else {
+                let sub = self.list.remove(i);
+                self.left(&sub);
+                gone.push(sub.channel().to_string());
+            }
+        }
+        gone
+    }
+
+    fn left(&self, sub: &Subscription) {
+        sub.topic().remove_subscriber(self.session);
+        self.node.stats.subscriptions(-1);
+    }
+
+    /// The earliest deadline of a resume waiting for this edge to catch up.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.list.iter().filter_map(Subscription::deadline).min()
+    }
+
+    /// A subscription on a `close` channel whose live cursor is more than `max_lag` behind.
+    pub fn lagging_on_close_policy(&self, max_lag: usize) -> bool {
+        self.list
+            .iter()
+            .any(|s| s.policy() == crate::config::SlowClientPolicy::Close && s.lagging(max_lag))
+    }
+
+    /// Prices (and what a subscription has to say) from every subscription, within `budget`.
+    /// A subscription that cannot go on without a gap says so and starts over from a fresh
+    /// snapshot. Returns the channel of a subscription whose client fell behind on a `close`
+    /// channel (the session must close).
+    pub fn pull(
+        &mut self,
+        limits: Limits,
+        budget: &mut Budget,
+        out: &mut Outbox,
+    ) -> Result<(), String> {
+        let node = self.node.clone();
+        let ctx = PullContext {
+            hub: &node.hub,
+            replay: &node.replay,
+            waker: &self.waker,
+            limits,
+        };
+        for sub in &mut self.list {
+            let before = out.prices;
+            let result = sub.pull(&ctx, budget, out);
+            sub.topic()
+                .delivered
+                .increment((out.prices - before) as u64);
+            match result {
+                Ok(()) => {}
+                Err(Trouble::SlowConsumer) => return Err(sub.channel().to_string()),
+                Err(Trouble::Gap(why)) => {
+                    // Never silently wrong: say so, then start over from a fresh snapshot.
+                    out.control(&protocol::error(
+                        Code::ResumeGap,
+                        &format!("cannot resume without a gap: {why}; a fresh snapshot follows"),
+                        Some(sub.channel()),
+                    ));
+                    let (fresh, snap) = sub.restart();
+                    out.control(&snap);
+                    *sub = fresh;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        for sub in std::mem::take(&mut self.list) {
+            self.left(&sub);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The channel topics an edge serves: per topic its partitions and the sessions to wake when
+//! records arrive; the [`Hub`] holds them all.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
+
+use super::partition::PartitionLog;
+use super::symbols::Symbols;
+
+/// A channel topic: its partitions and the sessions to wake when records arrive.
+pub struct TopicLog {
+    pub channel: String,
+    pub kafka_topic: String,
+    pub partitions: Vec<PartitionLog>,
+    subscribers: Mutex<FxHashMap<u64, Arc<Notify>>>,
+    pub delivered: metrics::Counter,
+}
+
+impl TopicLog {
+    pub fn new(channel: &str, kafka_topic: &str, partitions: usize) -> TopicLog {
+        TopicLog {
+            channel: channel.to_string(),
+            kafka_topic: kafka_topic.to_string(),
+            partitions: (0..partitions).map(|_| PartitionLog::default()).collect(),
+            subscribers: Mutex::default(),
+            delivered: crate::telemetry::edge_delivered(channel),
+        }
+    }
+
+    pub fn add_subscriber(&self, session: u64, waker: Arc<Notify>) {
+        self.subscribers
+            .lock()
+            .expect("subscribers lock")
+            .insert(session, waker);
+    }
+
+    pub fn remove_subscriber(&self, session: u64) {
+        self.subscribers
+            .lock()
+            .expect("subscribers lock")
+            .remove(&session);
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().expect("subscribers lock").len()
+    }
+
+    /// Wakes every subscriber (each keeps one pending wake, so wakes coalesce).
+    pub fn wake(&self) {
+        for n in self.subscribers.lock().expect("subscribers lock").values() {
+            n.notify_one();
+        }
+    }
+}
+
+/// Every channel topic this edge serves, by channel name.
+pub type Topics = FxHashMap<String, Arc<TopicLog>>;
+
+/// Every channel topic this edge serves. A channel added to channels.toml while the edge runs
+/// joins once the reader has read its topic up to where it was when it was found
+/// ([`Hub::add_topic`]); none leaves.
+pub struct Hub {
+    topics: ArcSwap<Topics>,
+    pub symbols: Symbols,
+    pub history: usize,
+    /// How far before its end the reader starts each partition: enough for snapshots to know
+    /// every symbol that ticked in `snapshot_lookback_records`, and at least `history`.
+    pub read_back: usize,
+    caught_up: AtomicBool,
+    pub records_in: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize, lookback: usize) -> Hub {
+        Hub {
+            topics: ArcSwap::from_pointee(
+                topics
+                    .into_iter()
+                    .map(|t| (t.channel.clone(), Arc::new(t)))
+                    .collect(),
+            ),
+            symbols,
+            history,
+            read_back: history.max(lookback),
+            caught_up: AtomicBool::new(false),
+            records_in: AtomicU64::new(0),
+        }
+    }
+
+    pub fn topic(&self, channel: &str) -> Option<Arc<TopicLog>> {
+        self.topics.load().get(channel).cloned()
+    }
+
+    /// The channel topics served now.
+    pub fn topics(&self) -> Arc<Topics> {
+        self.topics.load_full()
+    }
+
+    /// Serves one more channel topic (it keeps its place if the channel is already served).
+    pub fn add_topic(&self, log: Arc<TopicLog>) {
+        self.topics.rcu(|current| {
+            let mut next = Topics::clone(current);
+            next.entry(log.channel.clone())
+                .or_insert_with(|| log.clone());
+            next
+        });
+    }
+
+    pub fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+    }
+
+    /// True once every partition has been read to the end it had at start.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,6 @@
+//! The WebSocket wire: framing ([`frames`] written, [`reader`] read) and the Micro Socket
+//! protocol on top of it ([`protocol`]: client frames parsed, server frames built).
+
+pub mod frames;
+pub mod protocol;
+pub mod reader;

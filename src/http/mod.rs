@@ -1,0 +1,16 @@
+//! The process's HTTP surface, in one place: the application ([`app`]: every route, and
+//! `/openapi.json` generated from them), the routes every process serves ([`ops`]: metrics,
+//! health, readiness), the edge's routes ([`edge_routes`]: the WebSocket endpoints behind the
+//! [`upgrade`] handshake, `/stats`, `POST /publish`, `/demo/session`) with their JSON
+//! [`bodies`] and one error type ([`problem`]), the pages ([`web`]), and serving them
+//! ([`serve`], over [`tls`] when configured).
+
+pub mod app;
+pub mod bodies;
+pub mod edge_routes;
+pub mod ops;
+pub mod problem;
+pub mod serve;
+pub mod tls;
+pub mod upgrade;
+pub mod web;

@@ -1,0 +1,185 @@
+//! Running the roles of one process: the config reload watcher, the HTTP server, the transform
+//! workers and the edge, started in order and drained in reverse on shutdown.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Rules};
+use crate::edge::{self, EdgeError, EdgeOptions};
+use crate::http::edge_routes::EdgeSlot;
+use crate::http::ops::{self, ReadyCheck};
+use crate::http::serve::{HttpListener, SocketOptions, serve};
+use crate::http::{app, tls};
+use crate::telemetry;
+use crate::transform::{self, TransformError, TransformOptions};
+
+/// Where the rules come from and how changes are picked up.
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Reload when the file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+/// Which roles this process runs.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub transform: Option<TransformOptions>,
+    pub edge: Option<EdgeOptions>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
+    #[error("HTTP: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs the given roles with hot reload of the config and HTTP on `listener` until `shutdown`
+/// fires (then drains: sessions get a Close frame, the transform flushes and commits) or a role
+/// fails.
+pub async fn run(
+    roles: Roles,
+    rules: Rules,
+    config: ConfigSource,
+    listener: HttpListener,
+    metrics: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let live = Arc::new(ArcSwap::from_pointee(rules));
+    telemetry::rules_version(&live.load().version);
+    let tasks = TaskTracker::new();
+    let background = shutdown.child_token();
+    tasks.spawn(config::reload::watch(
+        config.path,
+        live.clone(),
+        config.watch,
+        background.clone(),
+    ));
+
+    let mut ready = Vec::new();
+    let transform_ready = Arc::new(AtomicBool::new(false));
+    if roles.transform.is_some() {
+        let r = transform_ready.clone();
+        ready.push(ReadyCheck {
+            name: "transform",
+            waiting_for: "joining the consumer group and receiving partitions",
+            check: Arc::new(move || r.load(Ordering::Acquire)),
+        });
+    }
+    let slot: EdgeSlot = Arc::new(OnceLock::new());
+    if roles.edge.is_some() {
+        let s = slot.clone();
+        ready.push(ReadyCheck {
+            name: "edge",
+            waiting_for: "reading the channel topics up to their end, with Kafka answering",
+            check: Arc::new(move || s.get().is_some_and(|e| e.ready())),
+        });
+    }
+    let router = app::app(
+        ops::HttpState { metrics, ready },
+        roles.edge.is_some().then(|| slot.clone()),
+    );
+    let http_token = background.clone();
+    let local = listener.tcp.local_addr()?;
+    let sockets = SocketOptions {
+        send_buffer_bytes: live.load().edge.send_buffer_bytes,
+    };
+    match listener.tls {
+        Some(tls) => {
+            let l = tls::TlsListener::new(listener.tcp, tls, sockets)?;
+            tracing::info!(addr = %local, "HTTPS listening");
+            tasks.spawn(async move {
+                if let Err(e) = serve(l, router, http_token).await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
+        }
+        None => {
+            tracing::info!(addr = %local, "HTTP listening");
+            use axum::serve::ListenerExt;
+            let tcp = listener.tcp.tap_io(move |s| sockets.apply(s));
+            tasks.spawn(async move {
+                if let Err(e) = serve(tcp, router, http_token).await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
+        }
+    }
+    tasks.close();
+
+    // The transform runs on its own; the edge starts once the channel topics exist (in `run`,
+    // the transform creates them).
+    let mut transform = roles.transform.map(|opts| {
+        tokio::spawn(transform::run(
+            opts,
+            live.clone(),
+            shutdown.clone(),
+            transform_ready,
+        ))
+    });
+    let result = async {
+        let mut edge = None;
+        if let Some(opts) = roles.edge {
+            tokio::select! {
+                r = edge::start(opts, live.clone(), shutdown.clone()) => {
+                    if let Some(e) = r? {
+                        let _ = slot.set(e.clone());
+                        edge = Some(e);
+                    }
+                }
+                r = join(&mut transform) => return r,
+            }
+        }
+        let outcome = if transform.is_some() {
+            join(&mut transform).await
+        } else {
+            shutdown.cancelled().await;
+            Ok(())
+        };
+        if let Some(e) = edge {
+            e.drain().await;
+        }
+        outcome
+    }
+    .await;
+    shutdown.cancel();
+    let _ = join_if_running(&mut transform).await;
+    background.cancel();
+    tasks.wait().await;
+    result
+}
+
+type TransformTask = Option<tokio::task::JoinHandle<Result<(), TransformError>>>;
+
+/// Waits for the transform task to end (forever when there is none).
+async fn join(transform: &mut TransformTask) -> Result<(), ServiceError> {
+    match transform {
+        None => std::future::pending().await,
+        Some(handle) => {
+            let r = handle.await;
+            *transform = None;
+            match r {
+                Ok(r) => r.map_err(ServiceError::from),
+                Err(e) => Err(TransformError::Fatal(format!("transform task: {e}")).into()),
+            }
+        }
+    }
+}
+
+async fn join_if_running(transform: &mut TransformTask) -> Result<(), ServiceError> {
+    if transform.is_some() {
+        join(transform).await
+    } else {
+        Ok(())
+    }
+}
