@@ -239,13 +239,13 @@ fn main() {
         }
         std::thread::sleep(Duration::from_secs(2));
         counters.recording.store(true, Ordering::Relaxed);
-        let f0 = counters.frames.load(Ordering::Relaxed);
+        let f0 = counters.frames.total();
         let held0 = internal_buckets(edge.port);
         let (cpu0, _) = proc_stats(pid);
         let (own0, _) = proc_stats(std::process::id());
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(a.seconds));
-        let f1 = counters.frames.load(Ordering::Relaxed);
+        let f1 = counters.frames.total();
         let held1 = internal_buckets(edge.port);
         let (cpu1, _) = proc_stats(pid);
         let (own1, _) = proc_stats(std::process::id());

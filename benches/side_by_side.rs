@@ -277,12 +277,12 @@ fn main() {
             };
             std::thread::sleep(Duration::from_secs(2));
             counters.recording.store(true, Ordering::Relaxed);
-            let f0 = counters.frames.load(Ordering::Relaxed);
+            let f0 = counters.frames.total();
             let (cpu0, _) = proc_stats(server.pid());
             let (own0, _) = proc_stats(std::process::id());
             let t0 = Instant::now();
             std::thread::sleep(Duration::from_secs(a.seconds));
-            let f1 = counters.frames.load(Ordering::Relaxed);
+            let f1 = counters.frames.total();
             let (cpu1, _) = proc_stats(server.pid());
             let (own1, _) = proc_stats(std::process::id());
             let secs = t0.elapsed().as_secs_f64();

@@ -104,12 +104,12 @@ fn main() {
         }
         counters.recording.store(true, Ordering::Relaxed);
         let before = usage(&pids);
-        let f0 = counters.frames.load(Ordering::Relaxed);
+        let f0 = counters.frames.total();
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(59));
         let secs = t0.elapsed().as_secs_f64();
         let after = usage(&pids);
-        let frames = counters.frames.load(Ordering::Relaxed) - f0;
+        let frames = counters.frames.total() - f0;
         let gaps = counters.gaps.load(Ordering::Relaxed);
         let l = latency(fleet.stop(&rt));
         let ms = |f: fn(&loadgen::measure::Latency) -> f64| l.as_ref().map_or(f64::NAN, f);

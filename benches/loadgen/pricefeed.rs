@@ -28,10 +28,13 @@ pub const SYMBOLS: [&str; 10] = [
 /// (`idempotent`, `transactional`) sets the transform's delivery mode.
 pub fn config(symbols: &[String]) -> String {
     let delivery = std::env::var("BENCH_DELIVERY").unwrap_or_else(|_| "idempotent".into());
+    // `[edge] coalesce_ms` of the edge under test (default 0).
+    let coalesce = std::env::var("BENCH_COALESCE_MS").unwrap_or_else(|_| "0".into());
     let mut s = format!(
         "[kafka]\nraw_topic = \"bench.raw\"\nchannel_topic_prefix = \"bench.\"\n\
          dead_letter_topic = \"bench.dlq\"\npartitions = {PARTITIONS}\ndelivery = \"{delivery}\"\n\n\
-         [edge]\nmax_connections = 60000\nheartbeat_ms = 60000\nsetup_timeout_ms = 60000\n\n"
+         [edge]\nmax_connections = 60000\nheartbeat_ms = 60000\nsetup_timeout_ms = 60000\n\
+         coalesce_ms = {coalesce}\n\n"
     );
     for sym in symbols {
         s.push_str(&format!(

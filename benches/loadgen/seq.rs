@@ -10,9 +10,21 @@ pub fn partition_and_seq(frame: &[u8]) -> Option<(u64, u64)> {
     partition_seq_prev(frame).map(|(p, seq, _)| (p, seq))
 }
 
+/// Where `"partition":` starts in the head of a frame: only the quotes are candidates, so the
+/// search costs a few comparisons per frame (this runs for every frame of every client).
+fn partition_key(frame: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"partition\":";
+    let head = &frame[..frame.len().min(128)];
+    head.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'"')
+        .map(|(i, _)| i)
+        .find(|&i| head[i..].starts_with(KEY))
+}
+
 /// The partition, seqNo and, from a pricefeed edge, `prev` (the record before) of a frame.
 pub fn partition_seq_prev(frame: &[u8]) -> Option<(u64, u64, Option<i64>)> {
-    let at = find(&frame[..frame.len().min(128)], b"\"partition\":")? + 12;
+    let at = partition_key(frame)? + 12;
     let (p, rest) = digits(&frame[at..]);
     let (seq, rest) = digits(rest.strip_prefix(b",\"seqNo\":")?);
     let prev = rest

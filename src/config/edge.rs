@@ -85,6 +85,11 @@ pub struct EdgeSettings {
     /// Kernel send buffer per client socket (0: the OS default, which can grow to several MiB).
     /// Bounds kernel memory per connection and how long a stalled client goes unnoticed.
     pub send_buffer_bytes: usize,
+    /// Wake-up coalescing: the reader wakes the sessions of a topic at most once per this many
+    /// milliseconds, so that a wake-up (and a socket write per client) carries every record of
+    /// the window. 0: every batch the reader reads wakes them at once. Costs up to this much
+    /// latency; saves CPU at low rates with many clients (docs/benchmarks.md).
+    pub coalesce_ms: u64,
 }
 
 impl Default for EdgeSettings {
@@ -103,6 +108,7 @@ impl Default for EdgeSettings {
             dedup_window_ms: 300_000,
             shutdown_grace_ms: 5_000,
             send_buffer_bytes: 256 * 1024,
+            coalesce_ms: 0,
         }
     }
 }
@@ -202,7 +208,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
     let Some(table) = value.and_then(|v| w.table("edge", v)) else {
         return e;
     };
-    const KEYS: [(&str, i64, i64); 13] = [
+    const KEYS: [(&str, i64, i64); 14] = [
         ("max_connections", 1, 10_000_000),
         ("max_frame_bytes", 256, 16 << 20),
         ("max_subscriptions", 1, 10_000),
@@ -216,6 +222,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
         ("dedup_window_ms", 0, 86_400_000),
         ("shutdown_grace_ms", 0, 600_000),
         ("send_buffer_bytes", 0, 64 << 20),
+        ("coalesce_ms", 0, 1_000),
     ];
     let names: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
     w.only_keys("edge", table, &names);
@@ -240,6 +247,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "setup_timeout_ms" => e.setup_timeout_ms = ms,
             "dedup_window_ms" => e.dedup_window_ms = ms,
             "send_buffer_bytes" => e.send_buffer_bytes = u,
+            "coalesce_ms" => e.coalesce_ms = ms,
             _ => e.shutdown_grace_ms = ms,
         }
     }

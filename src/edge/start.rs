@@ -156,6 +156,7 @@ pub async fn start(
         })
         .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the probe: {e}")))?;
     let (reader_hub, reader_error) = (edge.hub.clone(), edge.kafka_error.clone());
+    let coalesce = Duration::from_millis(edge.settings.coalesce_ms);
     let reader_shutdown = shutdown.clone();
     std::thread::Builder::new()
         .name("edge-reader".into())
@@ -166,6 +167,7 @@ pub async fn start(
                 reader_hub,
                 reader_error,
                 added_rx,
+                coalesce,
                 reader_shutdown,
             )
         })

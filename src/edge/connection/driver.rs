@@ -133,15 +133,14 @@ impl Flight {
         }
     }
 
-    fn done(&mut self, node: &Edge) {
+    fn done(&mut self, s: &mut Session) {
         if let Some(t) = self.since.take() {
             self.blocked = t.elapsed() >= SLOW_WRITE;
         }
         if self.oldest_ts != 0 {
             let age_ms = unix_now_ms() - self.oldest_ts;
-            node.latency.record(age_ms.max(0) as f64 / 1000.0);
             let held_us = clock_us().saturating_sub(self.oldest_received_us);
-            node.internal_latency.record(held_us as f64 / 1e6);
+            s.record_latency(age_ms.max(0) as f64 / 1000.0, held_us as f64 / 1e6);
             self.oldest_ts = 0;
         }
     }
@@ -215,7 +214,7 @@ where
             if frames > 0 {
                 match conn.write_now() {
                     Poll::Ready(Ok(())) => {
-                        flight.done(&node);
+                        flight.done(&mut s);
                         continue;
                     }
                     Poll::Ready(Err(e)) => {
@@ -240,7 +239,7 @@ where
         tokio::select! {
             biased;
             ev = poll_fn(|cx| conn.poll_event(cx)) => match ev {
-                SocketEvent::Written => flight.done(&node),
+                SocketEvent::Written => flight.done(&mut s),
                 SocketEvent::Failed(e) => {
                     tracing::debug!(session = %s.session_id(), "socket failed: {e}");
                     break;

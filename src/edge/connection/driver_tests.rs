@@ -243,3 +243,23 @@ async fn shutdown_closes_every_session_with_going_away() {
         }
     }
 }
+
+/// An idle connection is mostly its task (this future) and what the session holds: kept small
+/// on purpose (docs/benchmarks.md, idle memory per connection). Sizes, not timings: the same on
+/// every run of this compiler.
+#[test]
+fn a_connection_s_state_stays_small() {
+    use crate::edge::connection::session::Session;
+    use crate::edge::connection::subscription::Subscription;
+    let (_c, server) = tokio::io::duplex(64);
+    let future = run(server, node(), None);
+    let sizes = (
+        std::mem::size_of_val(&future),
+        std::mem::size_of::<Session>(),
+        std::mem::size_of::<Subscription>(),
+    );
+    assert!(
+        sizes.0 <= 900 && sizes.1 <= 400 && sizes.2 <= 80,
+        "connection future, session, subscription: {sizes:?} bytes"
+    );
+}

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 /// `per_sec` frames a second, with bursts of as many.
 pub struct TokenBucket {
-    capacity: f64,
     tokens: f64,
-    per_sec: f64,
+    /// Also the bucket's capacity.
+    per_sec: u32,
     at: Instant,
     last_error: Option<Instant>,
     dropped: u32,
@@ -15,9 +15,8 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(per_sec: u32) -> Self {
         TokenBucket {
-            capacity: f64::from(per_sec),
             tokens: f64::from(per_sec),
-            per_sec: f64::from(per_sec),
+            per_sec,
             at: Instant::now(),
             last_error: None,
             dropped: 0,
@@ -26,8 +25,9 @@ impl TokenBucket {
 
     pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec)
-            .min(self.capacity);
+        let per_sec = f64::from(self.per_sec);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * per_sec).min(per_sec);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -3,7 +3,6 @@
 //! heartbeat) and why it is closing. The socket loop ([`super::driver`]) asks it for the next
 //! write ([`Session::fill`]); requests ([`super::requests`]) change it.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,18 +34,18 @@ pub const CLOSE_TRY_LATER: u16 = 1013;
 /// Publish results, filled by publish tasks.
 pub type Acks = Arc<Mutex<Vec<String>>>;
 
+/// Kept small: an idle connection is mostly this (docs/benchmarks.md, idle memory). The node,
+/// the session id and the wake-up are the subscriptions' ([`Subscriptions`]).
 pub struct Session {
-    node: Arc<Edge>,
-    id: u64,
     /// `Some(topic)` on `/ws/sub/{topic}`.
-    only_topic: Option<String>,
+    only_topic: Option<Box<str>>,
     grant: Option<Grant>,
-    expires: Option<Instant>,
+    /// Before setup: the setup deadline; after: when the token expires.
+    deadline: Instant,
     subs: Subscriptions,
-    waker: Arc<Notify>,
-    control: VecDeque<String>,
+    control: Vec<String>,
     /// The payload of the client's last ping, to answer.
-    pong: Option<Vec<u8>>,
+    pong: Option<Box<[u8]>>,
     /// Created on the first publish: most sessions never publish, and an idle connection
     /// should cost little.
     acks: Option<Acks>,
@@ -55,9 +54,23 @@ pub struct Session {
     closing: Option<(u16, &'static str)>,
     last_heard: Instant,
     next_ping: Instant,
-    setup_deadline: Instant,
     ping_pending: bool,
+    tally: Tally,
 }
+
+/// What a session counts and measures, added to the shared counters and histograms at most
+/// every [`TALLY_EVERY`] (or [`TALLY_SAMPLES`] samples): a shared counter touched on every write
+/// by every session is a cache line bouncing between cores.
+struct Tally {
+    frames_out: u64,
+    /// Per write: source timestamp → socket write, and receipt by this edge → socket write, in
+    /// seconds.
+    latency: Vec<(f32, f32)>,
+    since: Instant,
+}
+
+const TALLY_EVERY: Duration = Duration::from_secs(1);
+const TALLY_SAMPLES: usize = 64;
 
 impl Session {
     /// A session of `node`, registered so that shutdown reaches it.
@@ -66,37 +79,38 @@ impl Session {
         node.sessions.register(id, waker.clone());
         let settings = &node.settings;
         Session {
-            id,
-            only_topic,
+            only_topic: only_topic.map(String::into_boxed_str),
             grant: None,
-            expires: None,
-            subs: Subscriptions::new(node.clone(), id, waker.clone()),
-            waker,
-            control: VecDeque::new(),
+            deadline: now + Duration::from_millis(settings.setup_timeout_ms),
+            control: Vec::new(),
             pong: None,
             acks: None,
             rate: TokenBucket::new(settings.messages_per_second),
             closing: None,
             last_heard: now,
             next_ping: now + Duration::from_millis(settings.heartbeat_ms),
-            setup_deadline: now + Duration::from_millis(settings.setup_timeout_ms),
             ping_pending: false,
-            node,
+            tally: Tally {
+                frames_out: 0,
+                latency: Vec::new(),
+                since: now,
+            },
+            subs: Subscriptions::new(node, id, waker),
         }
     }
 
     pub fn node(&self) -> &Arc<Edge> {
-        &self.node
+        self.subs.node()
     }
 
     /// `<node>-<id>`, as in `ready`.
     pub fn session_id(&self) -> String {
-        format!("{}-{:x}", self.node.node_id, self.id)
+        format!("{}-{:x}", self.node().node_id, self.subs.session())
     }
 
     /// Notified when there is something to write (records, publish results, shutdown).
     pub fn waker(&self) -> &Arc<Notify> {
-        &self.waker
+        self.subs.waker()
     }
 
     pub fn only_topic(&self) -> Option<&str> {
@@ -110,7 +124,7 @@ impl Session {
     /// Sets up (or refreshes) the session with `grant`, valid until `expires`.
     pub fn set_grant(&mut self, grant: Grant, expires: Instant) {
         self.grant = Some(grant);
-        self.expires = Some(expires);
+        self.deadline = expires;
     }
 
     pub fn subs(&self) -> &Subscriptions {
@@ -145,7 +159,7 @@ impl Session {
 
     /// Answers the client's ping with this payload on the next write.
     pub fn pong(&mut self, payload: Vec<u8>) {
-        self.pong = Some(payload);
+        self.pong = Some(payload.into_boxed_slice());
     }
 
     /// Queues an error frame.
@@ -155,7 +169,7 @@ impl Session {
 
     /// Queues a control frame; a client that lets too many pile up is dropped.
     pub fn send(&mut self, frame: String) {
-        self.control.push_back(frame);
+        self.control.push(frame);
         if self.control.len() > MAX_CONTROL_QUEUE {
             telemetry::edge_slow_close("control_queue");
             self.close(CLOSE_POLICY, "slow consumer");
@@ -165,28 +179,29 @@ impl Session {
     /// The next time [`Session::housekeeping`] has something to check.
     pub fn next_deadline(&self) -> Instant {
         let mut d = self.next_ping;
-        if self.grant.is_none() {
-            d = d.min(self.setup_deadline);
-        }
-        if let Some(e) = self.expires {
-            d = d.min(e);
-        }
+        d = d.min(self.deadline);
         if let Some(w) = self.subs.deadline() {
             d = d.min(w);
+        }
+        if self.tally.frames_out > 0 || !self.tally.latency.is_empty() {
+            d = d.min(self.tally.since + TALLY_EVERY);
         }
         d
     }
 
-    /// Setup timeout, token expiry and heartbeat.
+    /// Setup timeout, token expiry, heartbeat, and the counts kept since the last second.
     pub fn housekeeping(&mut self, now: Instant) {
-        let settings = &self.node.settings;
-        if self.grant.is_none() && now >= self.setup_deadline {
+        if now.duration_since(self.tally.since) >= TALLY_EVERY {
+            self.flush_tally(now);
+        }
+        let settings = &self.subs.node().settings;
+        if self.grant.is_none() && now >= self.deadline {
             let why = format!("no setup within {} ms", settings.setup_timeout_ms);
             self.fail(Code::NotSetup, &why, None);
             self.close(CLOSE_POLICY, "no setup");
             return;
         }
-        if self.expires.is_some_and(|e| now >= e) {
+        if self.grant.is_some() && now >= self.deadline {
             telemetry::edge_auth_failure("expired_on_open_connection");
             self.fail(
                 Code::Unauthorized,
@@ -230,7 +245,7 @@ impl Session {
             frames: BATCH_FRAMES,
             bytes: BATCH_BYTES,
         };
-        let max_lag = self.node.settings.max_lag_records;
+        let max_lag = self.node().settings.max_lag_records;
         let limits = Limits {
             max_lag,
             blocked,
@@ -247,7 +262,32 @@ impl Session {
             ));
             self.close(CLOSE_POLICY, "slow consumer");
         }
-        self.node.stats.add_out((out.frames - frames_before) as u64);
+        self.tally.frames_out += (out.frames - frames_before) as u64;
+        if now.duration_since(self.tally.since) >= TALLY_EVERY {
+            self.flush_tally(now);
+        }
+    }
+
+    /// A completed write: its oldest price was `age_s` old from its source and `held_s` in this
+    /// edge.
+    pub fn record_latency(&mut self, age_s: f64, held_s: f64) {
+        self.tally.latency.push((age_s as f32, held_s as f32));
+        if self.tally.latency.len() >= TALLY_SAMPLES {
+            self.flush_tally(Instant::now());
+        }
+    }
+
+    fn flush_tally(&mut self, now: Instant) {
+        let t = &mut self.tally;
+        let node = self.subs.node();
+        node.stats.add_out(std::mem::take(&mut t.frames_out));
+        // Taken, not drained: an idle session keeps no sample buffer.
+        for (age, held) in std::mem::take(&mut t.latency) {
+            node.latency.record(f64::from(age));
+            node.internal_latency.record(f64::from(held));
+        }
+        t.since = now;
+        self.subs.flush_counts();
     }
 
     /// Control frames queued so far (an idle connection should not keep the queue's allocation).
@@ -269,6 +309,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.node.sessions.unregister(self.id);
+        self.flush_tally(Instant::now());
+        self.node().sessions.unregister(self.subs.session());
     }
 }

@@ -46,14 +46,33 @@ struct Resuming {
     counted: bool,
 }
 
+/// The symbols a subscription is limited to: as a filter, and as the client sees them in
+/// `subscribed`.
+struct Only {
+    filter: SymbolSet,
+    symbols: Vec<String>,
+}
+
+fn only(filter: Option<SymbolSet>, symbols: Option<Vec<String>>) -> Option<Box<Only>> {
+    match (filter, symbols) {
+        (Some(filter), symbols) => Some(Box::new(Only {
+            filter,
+            symbols: symbols.unwrap_or_default(),
+        })),
+        (None, _) => None,
+    }
+}
+
 pub struct Subscription {
     topic: Arc<TopicLog>,
-    filter: Option<SymbolSet>,
-    /// The symbols as the client sees them in `subscribed` (`None`: all).
-    symbols: Option<Vec<String>>,
+    /// `None`: every symbol. Boxed: most subscriptions take every symbol, and an idle
+    /// connection should cost little.
+    only: Option<Box<Only>>,
     policy: SlowClientPolicy,
     parts: Vec<Part>,
     resuming: Option<Resuming>,
+    /// Prices delivered and not yet added to the topic's shared counter ([`Self::flush_count`]).
+    delivered: u64,
 }
 
 /// The latest price per symbol of `partitions` (all when `None`) and where each partition's
@@ -87,6 +106,7 @@ impl Subscription {
         policy: SlowClientPolicy,
     ) -> (Subscription, String) {
         let (frame, nexts) = snapshot(&topic, filter.as_ref(), None);
+        let only = only(filter, symbols);
         let parts = nexts
             .into_iter()
             .map(|(p, next)| Part {
@@ -96,11 +116,11 @@ impl Subscription {
             .collect();
         let sub = Subscription {
             topic,
-            filter,
-            symbols,
+            only,
             policy,
             parts,
             resuming: None,
+            delivered: 0,
         };
         (sub, frame)
     }
@@ -142,14 +162,14 @@ impl Subscription {
             .collect();
         let sub = Subscription {
             topic,
-            filter,
-            symbols,
+            only: only(filter, symbols),
             policy,
             parts,
             resuming: Some(Resuming {
                 replayed: 0,
                 counted: false,
             }),
+            delivered: 0,
         };
         (sub, snap)
     }
@@ -158,10 +178,19 @@ impl Subscription {
     pub fn restart(&self) -> (Subscription, String) {
         Subscription::subscribe(
             self.topic.clone(),
-            self.filter.clone(),
-            self.symbols.clone(),
+            self.filter().cloned(),
+            self.symbols().map(<[String]>::to_vec),
             self.policy,
         )
+    }
+
+    /// Adds the prices delivered since the last call to the topic's counter.
+    pub fn flush_count(&mut self) {
+        if self.delivered > 0 {
+            self.topic
+                .delivered
+                .increment(std::mem::take(&mut self.delivered));
+        }
     }
 
     pub fn topic(&self) -> &Arc<TopicLog> {
@@ -173,7 +202,11 @@ impl Subscription {
     }
 
     pub fn symbols(&self) -> Option<&[String]> {
-        self.symbols.as_deref()
+        self.only.as_ref().map(|o| o.symbols.as_slice())
+    }
+
+    fn filter(&self) -> Option<&SymbolSet> {
+        self.only.as_ref().map(|o| &o.filter)
     }
 
     pub fn policy(&self) -> SlowClientPolicy {
@@ -241,6 +274,18 @@ impl Subscription {
         budget: &mut Budget,
         out: &mut Outbox,
     ) -> Result<(), Trouble> {
+        let before = out.prices;
+        let result = self.pull_cursors(ctx, budget, out);
+        self.delivered += (out.prices - before) as u64;
+        result
+    }
+
+    fn pull_cursors(
+        &mut self,
+        ctx: &PullContext<'_>,
+        budget: &mut Budget,
+        out: &mut Outbox,
+    ) -> Result<(), Trouble> {
         if self.settle(ctx)? {
             return Ok(());
         }
@@ -251,7 +296,7 @@ impl Subscription {
             let from_kafka = self.parts.iter().any(|p| p.replay.is_some());
             crate::telemetry::edge_resume(if from_kafka { "kafka" } else { "memory" });
         }
-        let filter = self.filter.as_ref();
+        let filter = self.only.as_ref().map(|o| &o.filter);
         for (p, part) in self.parts.iter_mut().enumerate() {
             let log = &self.topic.partitions[p];
             loop {

@@ -31,6 +31,20 @@ impl Subscriptions {
         }
     }
 
+    pub fn node(&self) -> &Arc<Edge> {
+        &self.node
+    }
+
+    /// The session these subscriptions belong to.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The session's wake-up, registered with every subscribed topic.
+    pub fn waker(&self) -> &Arc<Notify> {
+        &self.waker
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -53,6 +67,9 @@ impl Subscriptions {
         match self.list.iter().position(|s| s.channel() == sub.channel()) {
             Some(i) => self.list[i] = sub,
             None => {
+                // Most sessions hold one subscription: no room kept for more (a Vec's first
+                // push would make room for four).
+                self.list.reserve_exact(1);
                 self.list.push(sub);
                 self.node.stats.subscriptions(1);
             }
@@ -66,7 +83,7 @@ impl Subscriptions {
             return false;
         };
         let sub = self.list.remove(i);
-        self.left(&sub);
+        self.left(sub);
         true
     }
 
@@ -79,14 +96,22 @@ impl Subscriptions {
                 i += 1;
             } else {
                 let sub = self.list.remove(i);
-                self.left(&sub);
                 gone.push(sub.channel().to_string());
+                self.left(sub);
             }
         }
         gone
     }
 
-    fn left(&self, sub: &Subscription) {
+    /// Adds what each subscription delivered to the shared counters.
+    pub fn flush_counts(&mut self) {
+        for sub in &mut self.list {
+            sub.flush_count();
+        }
+    }
+
+    fn left(&self, mut sub: Subscription) {
+        sub.flush_count();
         sub.topic().remove_subscriber(self.session);
         self.node.stats.subscriptions(-1);
     }
@@ -113,20 +138,14 @@ impl Subscriptions {
         budget: &mut Budget,
         out: &mut Outbox,
     ) -> Result<(), String> {
-        let node = self.node.clone();
         let ctx = PullContext {
-            hub: &node.hub,
-            replay: &node.replay,
+            hub: &self.node.hub,
+            replay: &self.node.replay,
             waker: &self.waker,
             limits,
         };
         for sub in &mut self.list {
-            let before = out.prices;
-            let result = sub.pull(&ctx, budget, out);
-            sub.topic()
-                .delivered
-                .increment((out.prices - before) as u64);
-            match result {
+            match sub.pull(&ctx, budget, out) {
                 Ok(()) => {}
                 Err(Trouble::SlowConsumer) => return Err(sub.channel().to_string()),
                 Err(Trouble::Gap(why)) => {
@@ -138,6 +157,7 @@ impl Subscriptions {
                     ));
                     let (fresh, snap) = sub.restart();
                     out.control(&snap);
+                    sub.flush_count();
                     *sub = fresh;
                 }
             }
@@ -149,7 +169,7 @@ impl Subscriptions {
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         for sub in std::mem::take(&mut self.list) {
-            self.left(&sub);
+            self.left(sub);
         }
     }
 }

@@ -46,47 +46,105 @@ struct Joining {
 /// How long an added channel may take to be read up to its end before the edge says so.
 const JOINING_WARN_AFTER: Duration = Duration::from_secs(30);
 
+/// What the reader keeps per channel topic, by partition: no lookup by name and no allocation
+/// per record.
+struct Reading {
+    log: Arc<TopicLog>,
+    records_in: metrics::Counter,
+    /// The offset of the last record turned into a frame (`prev` of the next); `None` until the
+    /// first, then the partition's own `previous`.
+    previous: Vec<Option<i64>>,
+    /// Records read in this batch, appended to the log after it (the buffers are kept).
+    batch: Vec<Vec<Entry>>,
+    /// At start: the offset whose read means this partition is caught up.
+    target: Vec<Option<i64>>,
+}
+
+impl Reading {
+    fn new(log: Arc<TopicLog>) -> Reading {
+        let n = log.partitions.len();
+        Reading {
+            records_in: telemetry::edge_records_in(&log.channel),
+            previous: vec![None; n],
+            batch: (0..n).map(|_| Vec::new()).collect(),
+            target: vec![None; n],
+            log,
+        }
+    }
+}
+
+/// Wakes the sessions of the topics that received records, at most once per `every` (0: at
+/// once). The first batch after a quiet spell wakes at once; later ones wait for the window.
+struct Waker {
+    every: Duration,
+    last: Instant,
+    pending: Vec<usize>,
+}
+
+impl Waker {
+    /// Due now, or when (`None`: nothing pending).
+    fn due(&self) -> Option<Instant> {
+        (!self.pending.is_empty()).then(|| self.last + self.every)
+    }
+
+    fn wake_if_due(&mut self, topics: &[Reading]) {
+        let now = Instant::now();
+        if self.due().is_some_and(|d| now >= d) {
+            for i in self.pending.drain(..) {
+                topics[i].log.wake();
+            }
+            self.last = now;
+        }
+    }
+}
+
 /// Reads until `shutdown`; run it on a blocking thread. Topics sent on `added` are read too.
+/// Sessions are woken at most once per `coalesce` (0: after every batch).
 pub fn run(
     consumer: BaseConsumer,
-    mut targets: Targets,
+    targets: Targets,
     hub: Arc<Hub>,
     kafka_error: Arc<AtomicBool>,
     added: Receiver<NewTopic>,
+    coalesce: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut by_topic: FxHashMap<String, Arc<TopicLog>> = hub
+    let mut topics: Vec<Reading> = hub
         .topics()
         .values()
-        .map(|t| (t.kafka_topic.clone(), t.clone()))
+        .map(|t| Reading::new(t.clone()))
         .collect();
-    let mut records_in: FxHashMap<String, metrics::Counter> = hub
-        .topics()
-        .values()
-        .map(|t| {
-            (
-                t.kafka_topic.clone(),
-                telemetry::edge_records_in(&t.channel),
-            )
-        })
-        .collect();
-    if targets.0.is_empty() {
+    let mut index: FxHashMap<String, usize> = FxHashMap::default();
+    let mut waiting = 0;
+    for (i, t) in topics.iter_mut().enumerate() {
+        index.insert(t.log.kafka_topic.clone(), i);
+        for (p, target) in t.target.iter_mut().enumerate() {
+            *target = targets
+                .0
+                .get(&(t.log.kafka_topic.clone(), p as i32))
+                .copied();
+            waiting += usize::from(target.is_some());
+        }
+    }
+    if waiting == 0 {
         hub.set_caught_up();
     }
     let mut limiter = LogLimiter::new(Duration::from_secs(10));
-    let mut batch: FxHashMap<(String, usize), Vec<Entry>> = FxHashMap::default();
-    let mut touched: Vec<Arc<TopicLog>> = Vec::new();
     let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
-    // Per partition, the offset of the last record turned into a frame (`prev` of the next).
-    let mut previous: FxHashMap<(String, i32), i64> = FxHashMap::default();
+    let mut waker = Waker {
+        every: coalesce,
+        last: Instant::now()
+            .checked_sub(coalesce)
+            .unwrap_or_else(Instant::now),
+        pending: Vec::new(),
+    };
+    let mut touched = vec![false; topics.len()];
     while !shutdown.is_cancelled() {
         while let Ok(new) = added.try_recv() {
             let t = new.log;
-            by_topic.insert(t.kafka_topic.clone(), t.clone());
-            records_in.insert(
-                t.kafka_topic.clone(),
-                telemetry::edge_records_in(&t.channel),
-            );
+            index.insert(t.kafka_topic.clone(), topics.len());
+            topics.push(Reading::new(t.clone()));
+            touched.push(false);
             let waits = (t.partitions.iter().zip(&new.ends).enumerate())
                 .filter(|(_, (log, end))| **end > log.next())
                 .map(|(p, (_, end))| (p as i32, *end))
@@ -114,7 +172,10 @@ pub fn run(
             }
         }
         let mut n = 0;
-        let mut wait = Duration::from_millis(100);
+        let mut wait = match waker.due() {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(100),
+        };
         while n < MAX_BATCH {
             let m = match consumer.poll(wait) {
                 None => break,
@@ -131,28 +192,23 @@ pub fn run(
             wait = Duration::ZERO;
             n += 1;
             kafka_error.store(false, Ordering::Release);
-            let Some(topic) = by_topic.get(m.topic()) else {
+            let Some(&i) = index.get(m.topic()) else {
                 continue;
             };
-            let partition = m.partition();
-            if let Some(c) = records_in.get(m.topic()) {
-                c.increment(1);
+            let t = &mut topics[i];
+            let p = m.partition() as usize;
+            if p >= t.batch.len() {
+                continue;
             }
+            t.records_in.increment(1);
             let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
             let fallback_ts = m.timestamp().to_millis().unwrap_or(0);
             let entry = key.ok_or(()).and_then(|symbol| {
                 let id = hub.symbols.intern(symbol);
-                let prev = *previous
-                    .entry((m.topic().to_string(), partition))
-                    .or_insert_with(|| {
-                        topic
-                            .partitions
-                            .get(partition as usize)
-                            .map_or(m.offset() - 1, |l| l.previous())
-                    });
+                let prev = t.previous[p].unwrap_or_else(|| t.log.partitions[p].previous());
                 encode_entry(
-                    &topic.channel,
-                    partition,
+                    &t.log.channel,
+                    p as i32,
                     m.offset(),
                     prev,
                     id,
@@ -163,68 +219,86 @@ pub fn run(
             });
             match entry {
                 Ok(e) => {
-                    previous.insert((m.topic().to_string(), partition), e.offset);
-                    batch
-                        .entry((m.topic().to_string(), partition as usize))
-                        .or_default()
-                        .push(e);
+                    t.previous[p] = Some(e.offset);
+                    t.batch[p].push(e);
+                    touched[i] = true;
                 }
                 Err(()) => {
-                    telemetry::edge_bad_record(&topic.channel);
+                    telemetry::edge_bad_record(&t.log.channel);
                     if limiter.allow("edge-bad-record") {
                         tracing::warn!(
                             topic = %m.topic(),
-                            partition,
+                            partition = p,
                             offset = m.offset(),
                             "skipping a channel record without a UTF-8 key or a JSON object value"
                         );
                     }
                 }
             }
-            let key = (m.topic().to_string(), partition);
-            if targets.0.get(&key).is_some_and(|t| m.offset() >= *t) {
-                targets.0.remove(&key);
-                if targets.0.is_empty() {
+            if t.target[p].is_some_and(|target| m.offset() >= target) {
+                t.target[p] = None;
+                waiting -= 1;
+                if waiting == 0 {
                     tracing::info!("edge caught up with every channel topic");
                     hub.set_caught_up();
                 }
             }
         }
-        if !targets.0.is_empty() {
-            // Not caught up yet: the last offsets may hold nothing to read (transaction
-            // markers, aborted records). Caught up where the position has reached the end.
-            if let Ok(positions) = consumer.position() {
-                targets.0.retain(|(t, p), target| {
-                    !positions
-                        .find_partition(t, *p)
-                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o > *target))
-                });
-                if targets.0.is_empty() {
-                    tracing::info!("edge caught up with every channel topic");
-                    hub.set_caught_up();
-                }
+        if waiting > 0 {
+            waiting = caught_up_by_position(&consumer, &mut topics);
+            if waiting == 0 {
+                tracing::info!("edge caught up with every channel topic");
+                hub.set_caught_up();
             }
         }
-        for ((name, p), entries) in batch.drain() {
-            let Some(topic) = by_topic.get(&name) else {
+        for (i, t) in topics.iter_mut().enumerate() {
+            if !std::mem::take(&mut touched[i]) {
                 continue;
-            };
-            if let Some(log) = topic.partitions.get(p) {
-                log.append(entries, hub.history);
             }
-            if !touched.iter().any(|t| Arc::ptr_eq(t, topic)) {
-                touched.push(topic.clone());
+            for (p, entries) in t.batch.iter_mut().enumerate() {
+                if !entries.is_empty() {
+                    t.log.partitions[p].append(entries.drain(..), hub.history);
+                }
+            }
+            if !waker.pending.contains(&i) {
+                waker.pending.push(i);
             }
         }
         hub.records_in.fetch_add(n as u64, Ordering::Relaxed);
-        for t in touched.drain(..) {
-            t.wake();
-        }
+        waker.wake_if_due(&topics);
         if !joining.is_empty() {
             join_read_topics(&consumer, &hub, &mut joining, &mut limiter);
         }
     }
     let _ = consumer.unassign();
+}
+
+/// Not caught up yet: the last offsets may hold nothing to read (transaction markers, aborted
+/// records). A partition is caught up where the consumer's position (local, no request to
+/// Kafka) has passed its target. Returns how many partitions still wait.
+fn caught_up_by_position(consumer: &BaseConsumer, topics: &mut [Reading]) -> usize {
+    let Ok(positions) = consumer.position() else {
+        return topics
+            .iter()
+            .flat_map(|t| &t.target)
+            .filter(|t| t.is_some())
+            .count();
+    };
+    let mut waiting = 0;
+    for t in topics {
+        for (p, target) in t.target.iter_mut().enumerate() {
+            let Some(end) = *target else { continue };
+            let passed = positions
+                .find_partition(&t.log.kafka_topic, p as i32)
+                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o > end));
+            if passed {
+                *target = None;
+            } else {
+                waiting += 1;
+            }
+        }
+    }
+    waiting
 }
 
 /// Moves every joining topic read up to its ends into the hub. A partition is read when the hub

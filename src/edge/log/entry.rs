@@ -62,30 +62,36 @@ pub fn encode_entry(
     let mut o = itoa::Buffer::new();
     let mut b = itoa::Buffer::new();
     let (p, o, prev) = (p.format(partition), o.format(offset), b.format(prev));
-    let mut f = String::with_capacity(trimmed.len() + channel.len() + 96);
-    f.push_str("{\"type\":\"message\",\"topic\":\"");
-    // Channel names are validated to [A-Za-z0-9._-]: nothing to escape.
-    f.push_str(channel);
-    f.push_str("\",\"partition\":");
-    f.push_str(p);
-    f.push_str(",\"seqNo\":");
-    f.push_str(o);
-    f.push_str(",\"prev\":");
-    f.push_str(prev);
-    f.push_str(",\"messageId\":\"");
-    f.push_str(p);
-    f.push('-');
-    f.push_str(o);
-    f.push_str("\",\"data\":");
-    let data_start = f.len() as u32;
-    f.push_str(trimmed);
-    f.push('}');
+    // Built in a buffer kept by the thread, then copied once into the shared frame: one
+    // allocation per record.
+    thread_local!(static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    let (frame, data_start) = SCRATCH.with_borrow_mut(|f| {
+        f.clear();
+        f.push_str("{\"type\":\"message\",\"topic\":\"");
+        // Channel names are validated to [A-Za-z0-9._-]: nothing to escape.
+        f.push_str(channel);
+        f.push_str("\",\"partition\":");
+        f.push_str(p);
+        f.push_str(",\"seqNo\":");
+        f.push_str(o);
+        f.push_str(",\"prev\":");
+        f.push_str(prev);
+        f.push_str(",\"messageId\":\"");
+        f.push_str(p);
+        f.push('-');
+        f.push_str(o);
+        f.push_str("\",\"data\":");
+        let data_start = f.len() as u32;
+        f.push_str(trimmed);
+        f.push('}');
+        (Arc::<str>::from(f.as_str()), data_start)
+    });
     Ok(Entry {
         offset,
         symbol,
         ts_ms: source_ts(trimmed).unwrap_or(fallback_ts_ms),
         received_us: clock_us(),
-        frame: Arc::from(f),
+        frame,
         data_start,
     })
 }

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use rustc_hash::FxHashMap;
 
@@ -38,6 +39,9 @@ struct PartInner {
 #[derive(Default)]
 pub struct PartitionLog {
     inner: RwLock<PartInner>,
+    /// `inner.next`, readable without the lock: a session woken for another partition finds
+    /// nothing new here without touching the lock (taking a read lock writes to shared memory).
+    end: AtomicI64,
 }
 
 /// Per-session limits on one pull.
@@ -65,6 +69,7 @@ impl PartitionLog {
         g.next = offset;
         g.memory_from = offset;
         g.previous = previous;
+        self.end.store(offset, Ordering::Release);
     }
 
     /// The offset of the last record read (or the last one before the start).
@@ -89,11 +94,13 @@ impl PartitionLog {
                 g.memory_from = old.offset + 1;
             }
         }
+        self.end.store(g.next, Ordering::Release);
     }
 
     /// Offset after the last record seen.
+    #[inline]
     pub fn next(&self) -> i64 {
-        self.inner.read().expect("partition lock").next
+        self.end.load(Ordering::Acquire)
     }
 
     /// `(memory_from, next)`: memory holds every record in between.
@@ -112,6 +119,9 @@ impl PartitionLog {
         budget: &mut Budget,
         out: &mut impl FnMut(&Entry),
     ) -> ReadOutcome {
+        if cursor >= self.next() {
+            return ReadOutcome::Advanced(cursor);
+        }
         let g = self.inner.read().expect("partition lock");
         if cursor >= g.next {
             return ReadOutcome::Advanced(cursor);
