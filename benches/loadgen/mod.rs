@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod counters;
 pub mod fleet;
 pub mod measure;
 pub mod pricefeed;
