@@ -170,7 +170,7 @@ async fn join(transform: &mut TransformTask) -> Result<(), ServiceError> {
             *transform = None;
             match r {
                 Ok(r) => r.map_err(ServiceError::from),
-                Err(e) => Err(TransformError::Fatal(format!("transform task: {e}")).into()),
+                Err(e) => Err(TransformError::Thread(e).into()),
             }
         }
     }

@@ -39,4 +39,3 @@ pub struct Counters {
     pub recording: AtomicBool,
     pub stop: AtomicBool,
 }
-

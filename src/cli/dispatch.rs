@@ -106,14 +106,19 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// Installs the Prometheus recorder and its periodic upkeep.
-fn start_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+/// Installs the Prometheus recorder and its periodic upkeep (until `shutdown`).
+fn start_metrics(
+    shutdown: &CancellationToken,
+) -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     let metrics = telemetry::install_metrics().context("installing the metrics recorder")?;
     let upkeep = metrics.clone();
+    let stop = shutdown.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => upkeep.run_upkeep(),
+            }
         }
     });
     Ok(metrics)
@@ -183,7 +188,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         ),
         Command::Simulate(s) => {
             if let Some(addr) = s.http_addr {
-                let metrics = start_metrics()?;
+                let metrics = start_metrics(&shutdown)?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("binding HTTP on {addr}"))?;
@@ -250,7 +255,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::http::tls::server_config(cert, key)?),
         _ => None,
     };
-    let metrics = start_metrics()?;
+    let metrics = start_metrics(&shutdown)?;
     let tcp = tokio::net::TcpListener::bind(serve.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", serve.http_addr))?;

@@ -20,6 +20,9 @@ use crate::edge::log::topic::Hub;
 use crate::edge::publish::Publisher;
 use crate::telemetry;
 
+/// How long shutdown waits for the reader and probe threads.
+const THREAD_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Counters behind `/stats`.
 #[derive(Default)]
 pub struct Stats {
@@ -110,8 +113,10 @@ pub struct Edge {
     /// Cancelled on shutdown: sessions (told through [`Sessions`]) send a Close frame and end.
     pub shutdown: CancellationToken,
     pub sessions: Sessions,
-    /// Sessions and publish tasks, awaited on shutdown.
+    /// Sessions, publish tasks and replays, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// The reader and probe threads, joined on shutdown.
+    pub threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub node_id: String,
     /// Set in demo mode.
     pub demo: Option<DemoSigner>,
@@ -130,7 +135,13 @@ impl Edge {
         self.hub.caught_up() && !self.kafka_error.load(Ordering::Acquire)
     }
 
-    /// Stops accepting work, closes sessions and waits up to the grace period for them.
+    /// A thread of this edge, joined by [`Edge::drain`].
+    pub fn track_thread(&self, t: std::thread::JoinHandle<()>) {
+        self.threads.lock().expect("threads lock").push(t);
+    }
+
+    /// Stops accepting work, closes sessions and waits up to the grace period for them; then
+    /// joins the reader and probe threads (they stop with the process's shutdown token).
     pub async fn drain(&self) {
         self.shutdown.cancel();
         self.tasks.close();
@@ -143,6 +154,22 @@ impl Edge {
                 open = self.stats.connections(),
                 "sessions still open after the shutdown grace period"
             );
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let name = t.thread().name().unwrap_or("edge").to_string();
+                if t.join().is_err() {
+                    tracing::error!(thread = %name, "an edge thread panicked");
+                }
+            }
+        });
+        // A Kafka call may hold a thread for its timeout (a few seconds) when the broker is gone.
+        if tokio::time::timeout(THREAD_JOIN_TIMEOUT, joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the edge's Kafka threads did not stop in time");
         }
     }
 }

@@ -43,6 +43,14 @@ pub enum EdgeError {
     UnknownChannel(String),
     #[error(transparent)]
     Kafka(#[from] crate::kafka::KafkaFailure),
+    #[error("starting the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a start-up task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Connects to Kafka, fills the hub and starts the reader. Returns `None` when `shutdown` fires
@@ -94,9 +102,8 @@ pub async fn start(
     ));
     let kafka = opts.kafka.clone();
     let hub2 = hub.clone();
-    let (consumer, targets) = tokio::task::spawn_blocking(move || position::assign(&kafka, &hub2))
-        .await
-        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("assign task: {e}")))??;
+    let (consumer, targets) =
+        tokio::task::spawn_blocking(move || position::assign(&kafka, &hub2)).await??;
     let publisher = Publisher::new(
         &opts.kafka,
         rules.clone(),
@@ -106,6 +113,7 @@ pub async fn start(
         .node_id
         .unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
     telemetry::edge_info(&node_id);
+    let tasks = TaskTracker::new();
     let edge = Arc::new(Edge {
         hub: hub.clone(),
         verifier,
@@ -113,21 +121,22 @@ pub async fn start(
         leeway_s: current.auth.leeway_s,
         rules,
         settings,
-        replay: ReplayPool::new(opts.kafka.clone()),
+        replay: ReplayPool::new(opts.kafka.clone(), tasks.clone()),
         publisher: Arc::new(publisher),
         stats: Stats::default(),
         latency: telemetry::edge_latency(),
         internal_latency: telemetry::edge_internal_latency(),
         shutdown: shutdown.child_token(),
         sessions: Sessions::default(),
-        tasks: TaskTracker::new(),
+        tasks,
+        threads: Default::default(),
         node_id,
         demo,
         next_session: AtomicU64::new(1),
         kafka_error: Default::default(),
     });
     let closer = edge.clone();
-    tokio::spawn(async move {
+    edge.tasks.spawn(async move {
         closer.shutdown.cancelled().await;
         closer.sessions.close_all();
     });
@@ -141,7 +150,7 @@ pub async fn start(
     // Channels added to channels.toml: found by the probe, read by the reader.
     let (added_tx, added_rx) = std::sync::mpsc::channel();
     let serves_every_channel = opts.channels.is_none();
-    std::thread::Builder::new()
+    let probe = std::thread::Builder::new()
         .name("edge-probe".into())
         .spawn(move || {
             probe::probe_loop(
@@ -154,11 +163,15 @@ pub async fn start(
                 probe_shutdown,
             )
         })
-        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the probe: {e}")))?;
+        .map_err(|source| EdgeError::Thread {
+            what: "probe",
+            source,
+        })?;
+    edge.track_thread(probe);
     let (reader_hub, reader_error) = (edge.hub.clone(), edge.kafka_error.clone());
     let coalesce = Duration::from_millis(edge.settings.coalesce_ms);
     let reader_shutdown = shutdown.clone();
-    std::thread::Builder::new()
+    let reader = std::thread::Builder::new()
         .name("edge-reader".into())
         .spawn(move || {
             reader::run(
@@ -171,7 +184,11 @@ pub async fn start(
                 reader_shutdown,
             )
         })
-        .map_err(|e| crate::kafka::KafkaFailure::Other(format!("starting the reader: {e}")))?;
+        .map_err(|source| EdgeError::Thread {
+            what: "reader",
+            source,
+        })?;
+    edge.track_thread(reader);
     tracing::info!(
         channels = %channels.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),
         node = %edge.node_id,

@@ -65,7 +65,13 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
-                let (tcp, addr) = match listener.accept().await {
+                // The task ends with the listener (dropped when the server stops), not at the
+                // next connection.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    a = listener.accept() => a,
+                };
+                let (tcp, addr) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -73,9 +79,6 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    return;
-                }
                 sockets.apply(&tcp);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();

@@ -200,7 +200,7 @@ impl WorkerContext {
             Ok(fresh) => {
                 drop(self.producer.swap(Arc::new(fresh)));
             }
-            Err(e) => self.fatal.set(e),
+            Err(e) => self.fatal.set(e.to_string()),
         }
         warn!(
             queued,

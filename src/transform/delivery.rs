@@ -127,7 +127,7 @@ pub fn create_producer(
     fatal: Arc<Fatal>,
     delivery: Delivery,
     group_id: &str,
-) -> Result<OutputProducer, String> {
+) -> Result<OutputProducer, crate::kafka::KafkaFailure> {
     let transactional = delivery == Delivery::Transactional;
     let config = if transactional {
         kafka.transactional_producer_config(&format!("{group_id}-{:016x}", rand::random::<u64>()))
@@ -141,11 +141,11 @@ pub fn create_producer(
             transactional,
         },
     )
-    .map_err(|e| format!("creating the producer: {}", crate::kafka::shown(&e)))?;
+    .map_err(crate::kafka::ctx("creating the output producer"))?;
     if transactional {
         producer
             .init_transactions(TRANSACTION_TIMEOUT)
-            .map_err(|e| format!("initialising transactions: {e}"))?;
+            .map_err(crate::kafka::ctx("initialising transactions"))?;
     }
     Ok(producer)
 }

@@ -58,11 +58,7 @@ pub async fn run(
         ));
     }
     let raw = rules.kafka.raw_topic.clone();
-    let reader = std::sync::Arc::new(
-        opts.kafka
-            .reader()
-            .map_err(|e| TransformError::Kafka(e.to_string()))?,
-    );
+    let reader = std::sync::Arc::new(opts.kafka.reader()?);
     let mut waited = false;
     loop {
         let count = tokio::select! {
@@ -90,6 +86,5 @@ pub async fn run(
     drop(reader);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || worker::run_loop(opts, live, shutdown, ready, runtime))
-        .await
-        .map_err(|e| TransformError::Fatal(format!("worker thread panicked: {e}")))?
+        .await?
 }

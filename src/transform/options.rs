@@ -58,7 +58,26 @@ pub enum TransformError {
     #[error("the dead-letter topic {0:?} of this worker group is not usable: {1}")]
     DeadLetterTopic(String, &'static str),
     #[error("Kafka: {0}")]
-    Kafka(String),
+    Kafka(#[from] crate::kafka::KafkaFailure),
+    #[error(
+        "the broker refused the consumer group settings: {0}; session.timeout.ms must lie within \
+         the broker's group.min.session.timeout.ms (6 s by default) and \
+         group.max.session.timeout.ms (30 min)"
+    )]
+    GroupRefused(#[source] rdkafka::error::KafkaError),
+    #[error("the raw topic {0:?} disappeared")]
+    RawTopicGone(String),
+    #[error("cannot enqueue a record for {topic}/{partition:?}: {source}")]
+    Enqueue {
+        topic: String,
+        partition: Option<i32>,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("the worker thread ended abnormally: {0}")]
+    Thread(#[from] tokio::task::JoinError),
+    /// A failure reported by librdkafka's callbacks (delivery reports, transactions), as text:
+    /// it crosses from librdkafka's threads to the poll loop.
     #[error("{0}")]
     Fatal(String),
 }

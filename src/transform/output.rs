@@ -129,10 +129,11 @@ pub fn send<'a>(
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err((e, r)) => {
-                return Err(Send::Failed(TransformError::Kafka(format!(
-                    "cannot enqueue a record for {}/{:?}: {e}",
-                    r.topic, r.partition
-                ))));
+                return Err(Send::Failed(TransformError::Enqueue {
+                    topic: r.topic.to_string(),
+                    partition: r.partition,
+                    source: e,
+                }));
             }
         }
     }

@@ -70,7 +70,7 @@ impl WorkerContext {
         ) {
             Ok(fresh) => drop(self.producer.swap(Arc::new(fresh))),
             Err(e) => {
-                self.fatal.set(e);
+                self.fatal.set(e.to_string());
                 return;
             }
         }

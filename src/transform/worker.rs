@@ -72,7 +72,7 @@ pub(super) fn run_loop(
     let delivery = rules.kafka.delivery;
     let producer = Arc::new(
         create_producer(&opts.kafka, fatal.clone(), delivery, &opts.group_id)
-            .map_err(TransformError::Kafka)?,
+            ?,
     );
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext::new(&opts, &rules, producer.clone(), fatal.clone(), ready);
@@ -80,15 +80,10 @@ pub(super) fn run_loop(
         &opts.kafka.group_consumer_config(&opts.group_id),
         context,
     )
-    .map_err(|e| {
-        TransformError::Kafka(format!(
-            "creating the consumer: {}",
-            crate::kafka::shown(&e)
-        ))
-    })?;
+    .map_err(crate::kafka::ctx("creating the transform's consumer"))?;
     consumer
         .subscribe(&[rules.kafka.raw_topic.as_str()])
-        .map_err(|e| TransformError::Kafka(format!("subscribing: {e}")))?;
+        .map_err(crate::kafka::ctx("subscribing to the raw topic"))?;
     info!(
         group = %opts.group_id,
         delivery = ?delivery,
@@ -140,11 +135,7 @@ pub(super) fn run_loop(
             Some(Ok(m)) => l.handle(&consumer, &m)?,
             Some(Err(e)) if refused_group_setting(&e) => {
                 // The broker refuses to let this worker join: retrying cannot help.
-                return Err(TransformError::Kafka(format!(
-                    "the broker refused the consumer group settings: {e}; session.timeout.ms \
-                     must lie within the broker's group.min.session.timeout.ms (6 s by default) \
-                     and group.max.session.timeout.ms (30 min)"
-                )));
+                return Err(TransformError::GroupRefused(e));
             }
             Some(Err(e)) if l.log.allow("consumer") => warn!("raw consumer: {e}"),
             Some(Err(_)) => {}
@@ -193,8 +184,7 @@ impl Loop {
         topics.push(self.dead_letter_topic.clone());
         let rf = rules.kafka.replication_factor;
         self.runtime
-            .block_on(crate::kafka::ensure_topics(&kafka, &topics, partitions, rf))
-            .map_err(|e| TransformError::Kafka(e.to_string()))?;
+            .block_on(crate::kafka::ensure_topics(&kafka, &topics, partitions, rf))?;
         self.floor_new_outputs(&topics, consumer.context())?;
         *consumer
             .context()
@@ -254,13 +244,8 @@ impl Loop {
             return Ok(());
         }
         let partitions: Vec<i32> = self.floors.keys().copied().collect();
-        let reader = self
-            .opts
-            .kafka
-            .reader()
-            .map_err(|e| TransformError::Kafka(e.to_string()))?;
-        let last = resume::last_written(&reader, &added, &partitions, FLOOR_TIMEOUT)
-            .map_err(|e| TransformError::Kafka(format!("reading the new outputs' ends: {e}")))?;
+        let reader = self.opts.kafka.reader()?;
+        let last = resume::last_written(&reader, &added, &partitions, FLOOR_TIMEOUT)?;
         for ((topic, partition), raw) in last {
             if let Some(f) = self.floors.get_mut(&partition) {
                 info!(topic = %topic, partition, floor = raw, "new output already written up to");
@@ -272,14 +257,8 @@ impl Loop {
     }
 
     fn partition_count(&self, consumer: &RawConsumer) -> Result<i32, TransformError> {
-        crate::kafka::partition_count(consumer, &self.rules.kafka.raw_topic)
-            .map_err(|e| TransformError::Kafka(e.to_string()))?
-            .ok_or_else(|| {
-                TransformError::Kafka(format!(
-                    "raw topic {} disappeared",
-                    self.rules.kafka.raw_topic
-                ))
-            })
+        crate::kafka::partition_count(consumer, &self.rules.kafka.raw_topic)?
+            .ok_or_else(|| TransformError::RawTopicGone(self.rules.kafka.raw_topic.clone()))
     }
 
     fn apply_events(&mut self, consumer: &RawConsumer) {

@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
 
 use crate::edge::log::entry::{Entry, encode_entry};
 use crate::edge::log::topic::{Hub, TopicLog};
@@ -36,14 +37,17 @@ const STALL: Duration = Duration::from_secs(15);
 
 pub struct ReplayPool {
     settings: KafkaSettings,
+    /// The edge's tasks: replays are awaited on shutdown like sessions.
+    tasks: TaskTracker,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<BaseConsumer>>,
 }
 
 impl ReplayPool {
-    pub fn new(settings: KafkaSettings) -> Arc<ReplayPool> {
+    pub fn new(settings: KafkaSettings, tasks: TaskTracker) -> Arc<ReplayPool> {
         Arc::new(ReplayPool {
             settings,
+            tasks,
             permits: Arc::new(Semaphore::new(MAX_REPLAYS)),
             idle: Mutex::new(Vec::new()),
         })
@@ -61,7 +65,7 @@ impl ReplayPool {
     ) -> mpsc::Receiver<ReplayItem> {
         let (tx, rx) = mpsc::channel(512);
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let Ok(permit) = pool.permits.clone().acquire_owned().await else {
                 return;
             };
@@ -133,6 +137,9 @@ fn replay(
     // The client has everything up to `from - 1`: the first record's `prev`.
     let mut prev = from - 1;
     loop {
+        if tx.is_closed() {
+            return true; // the session went away (or the edge is shutting down)
+        }
         let (memory_from, _) = log.bounds();
         if at >= memory_from {
             send(ReplayItem::Reached(at));
