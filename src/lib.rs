@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod pricing;
+pub mod ready;
 pub mod reconcile;
 pub mod service;
 pub mod telemetry;

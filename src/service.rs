@@ -2,7 +2,6 @@
 //! workers and the edge, started in order and drained in reverse on shutdown.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -16,6 +15,7 @@ use crate::http::edge_routes::EdgeSlot;
 use crate::http::ops::{self, ReadyCheck};
 use crate::http::serve::{HttpListener, SocketOptions, serve};
 use crate::http::{app, tls};
+use crate::ready::Readiness;
 use crate::telemetry;
 use crate::transform::{self, TransformError, TransformOptions};
 
@@ -53,6 +53,7 @@ pub async fn run(
     config: ConfigSource,
     listener: HttpListener,
     metrics: Option<PrometheusHandle>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let live = Arc::new(ArcSwap::from_pointee(rules));
@@ -67,13 +68,13 @@ pub async fn run(
     ));
 
     let mut ready = Vec::new();
-    let transform_ready = Arc::new(AtomicBool::new(false));
+    let transform_ready = readiness.transform.clone();
     if roles.transform.is_some() {
         let r = transform_ready.clone();
         ready.push(ReadyCheck {
             name: "transform",
             waiting_for: "joining the consumer group and receiving partitions",
-            check: Arc::new(move || r.load(Ordering::Acquire)),
+            check: Arc::new(move || r.get()),
         });
     }
     let slot: EdgeSlot = Arc::new(OnceLock::new());
@@ -134,6 +135,11 @@ pub async fn run(
                 r = edge::start(opts, live.clone(), shutdown.clone()) => {
                     if let Some(e) = r? {
                         let _ = slot.set(e.clone());
+                        let (caught_up, ready) = (e.hub.caught_up_flag().clone(), readiness.edge.clone());
+                        e.tasks.spawn(async move {
+                            caught_up.wait().await;
+                            ready.set(true);
+                        });
                         edge = Some(e);
                     }
                 }

@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::service::{Role, Service};
 use common::ws::{Ended, Received, Ws, token};
 use common::*;
 use rust_decimal::Decimal;
@@ -81,11 +82,10 @@ fn spread(v: &Value) -> Decimal {
 fn each_user_sees_exactly_its_channels_and_symbols_with_kafka_offsets_as_seq() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-acl");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
     create_topic(&broker, &raw, PARTITIONS);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start(&broker, &path, Role::Run);
     let (vip_topic, retail_topic) = (format!("{prefix}.vip"), format!("{prefix}.retail"));
     // Outside demo mode the edge hands out no token.
     let demo = http_get(node.http_port, "/demo/session").unwrap();
@@ -240,10 +240,9 @@ fn each_user_sees_exactly_its_channels_and_symbols_with_kafka_offsets_as_seq() {
 fn bad_tokens_are_refused_and_expiry_is_enforced_on_open_connections() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-auth");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     create_topic(&broker, &format!("{prefix}.raw"), PARTITIONS);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start(&broker, &path, Role::Run);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::service::{Role, Service};
 use common::ws::{Ws, token};
 use common::*;
 use serde_json::json;
@@ -24,11 +25,10 @@ fn config(prefix: &str) -> String {
 fn an_offset_not_in_the_log_gives_resume_gap_and_a_fresh_snapshot() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-gap");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
     create_topic(&broker, &raw, PARTITIONS);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start(&broker, &path, Role::Run);
     let records: Vec<(i32, Option<&str>, String)> = (0..30)
         .map(|i| {
             let s = i % 3;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::service::{Role, Service};
 use common::ws::{Ended, Received, Ws, token};
 use common::*;
 use rdkafka::config::FromClientConfig;
@@ -58,11 +59,10 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn slow_clients_are_conflated_or_closed_and_never_slow_the_others() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-slow");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
     create_topic(&broker, &raw, PARTITIONS);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start(&broker, &path, Role::Run);
     let port = node.http_port;
 
     let rt = tokio::runtime::Runtime::new().unwrap();

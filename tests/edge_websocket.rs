@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::service::{Role, Service};
 use common::ws::token;
 use common::*;
 
@@ -129,10 +130,9 @@ fn close_code(s: &mut TcpStream) -> u16 {
 fn handshake_fragments_pings_closes_and_protocol_violations() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-websocket");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     create_topic(&broker, &format!("{prefix}.raw"), 1);
-    let node = spawn_pricefeed(&broker, &path, &["run"], dir.path());
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start(&broker, &path, Role::Run);
     let port = node.http_port;
     let tok = token("wanda", &["vip"], None, false, 600);
 

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::service::{Role, Service};
 use common::*;
 use rdkafka::config::FromClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -41,10 +42,10 @@ fn now_ms() -> i64 {
 fn old_prices_are_flagged_or_withheld_per_channel_policy() {
     let broker = Broker::start();
     let prefix = unique_prefix("stale");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
     create_topic(&broker, &raw, 1);
-    let worker = spawn_pricefeed(&broker, &path, &["transform"], dir.path());
+    let worker = Service::start(&broker, &path, Role::Transform);
 
     let now = now_ms();
     let old = now - 60_000;

@@ -153,6 +153,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         channels: e.edge_channels,
         node_id: e.node_id,
         demo: e.demo,
+        hs256_secret: None,
     };
     let transform_opts = |w: WorkerArgs, channel: Option<String>| TransformOptions {
         kafka: kafka.clone(),
@@ -264,6 +265,15 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         watch: !serve.no_watch,
     };
     let listener = crate::http::serve::HttpListener { tcp, tls };
-    crate::run(roles, rules, source, listener, Some(metrics), shutdown).await?;
+    crate::run(
+        roles,
+        rules,
+        source,
+        listener,
+        Some(metrics),
+        Default::default(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -87,6 +87,20 @@ pub enum AuthError {
 #[error("auth setup: {0}")]
 pub struct AuthSetupError(pub String);
 
+/// The HS256 secret: `given` by the embedding program, or from the environment variable
+/// `[auth] secret_env`.
+pub fn hs256_secret(s: &AuthSettings, given: Option<&str>) -> Result<String, AuthSetupError> {
+    match given {
+        Some(secret) => Ok(secret.to_string()),
+        None => std::env::var(&s.secret_env).map_err(|_| {
+            AuthSetupError(format!(
+                "the environment variable {} (auth.secret_env) must hold the HS256 secret",
+                s.secret_env
+            ))
+        }),
+    }
+}
+
 /// Verifies tokens with the configured algorithm and key.
 pub struct Verifier {
     key: DecodingKey,
@@ -114,16 +128,16 @@ fn algorithm_name(a: JwtAlgorithm) -> &'static str {
 const MIN_SECRET_BYTES: usize = 32;
 
 impl Verifier {
-    /// Reads the secret (environment) or public key (file, relative to `config_dir`).
-    pub fn from_settings(s: &AuthSettings, config_dir: &Path) -> Result<Verifier, AuthSetupError> {
+    /// Reads the secret (`secret` when the embedding program gives it, else the environment) or
+    /// the public key (file, relative to `config_dir`).
+    pub fn from_settings(
+        s: &AuthSettings,
+        config_dir: &Path,
+        secret: Option<&str>,
+    ) -> Result<Verifier, AuthSetupError> {
         let key = match s.algorithm {
             JwtAlgorithm::Hs256 => {
-                let secret = std::env::var(&s.secret_env).map_err(|_| {
-                    AuthSetupError(format!(
-                        "the environment variable {} (auth.secret_env) must hold the HS256 secret",
-                        s.secret_env
-                    ))
-                })?;
+                let secret = hs256_secret(s, secret)?;
                 if secret.len() < MIN_SECRET_BYTES {
                     return Err(AuthSetupError(format!(
                         "the HS256 secret in {} is {} bytes; at least {MIN_SECRET_BYTES} are needed",

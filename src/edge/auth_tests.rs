@@ -96,7 +96,7 @@ fn es256_tokens_verify_with_the_public_key_file_and_hs256_ones_are_refused() {
         leeway_s: 0,
         ..AuthSettings::default()
     };
-    let v = Verifier::from_settings(&settings, dir.path()).unwrap();
+    let v = Verifier::from_settings(&settings, dir.path(), None).unwrap();
     let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
     let t = jsonwebtoken::encode(
         &Header::new(Algorithm::ES256),
@@ -113,7 +113,7 @@ fn es256_tokens_verify_with_the_public_key_file_and_hs256_ones_are_refused() {
         public_key_file: Some("nope.pem".into()),
         ..settings
     };
-    assert!(Verifier::from_settings(&missing, dir.path()).is_err());
+    assert!(Verifier::from_settings(&missing, dir.path(), None).is_err());
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn rs256_tokens_verify_with_the_public_key_file_and_forgeries_are_refused() {
         leeway_s: 0,
         ..AuthSettings::default()
     };
-    let v = Verifier::from_settings(&settings, &root).unwrap();
+    let v = Verifier::from_settings(&settings, &root, None).unwrap();
     let private = std::fs::read(root.join("rs256-test.key.pem")).unwrap();
     let signing = EncodingKey::from_rsa_pem(&private).unwrap();
     let sign = |c: &Claims| jsonwebtoken::encode(&Header::new(Algorithm::RS256), c, &signing);
@@ -149,7 +149,7 @@ fn rs256_tokens_verify_with_the_public_key_file_and_forgeries_are_refused() {
     let ec = rcgen::KeyPair::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rs256-test.pub.pem"), ec.public_key_pem()).unwrap();
-    assert!(Verifier::from_settings(&settings, dir.path()).is_err());
+    assert!(Verifier::from_settings(&settings, dir.path(), None).is_err());
 }
 
 #[test]

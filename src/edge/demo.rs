@@ -22,13 +22,16 @@ pub struct DemoSigner {
 }
 
 impl DemoSigner {
-    pub fn from_settings(auth: &AuthSettings) -> Result<DemoSigner, AuthSetupError> {
+    pub fn from_settings(
+        auth: &AuthSettings,
+        secret: Option<&str>,
+    ) -> Result<DemoSigner, AuthSetupError> {
         if auth.algorithm != JwtAlgorithm::Hs256 {
             return Err(AuthSetupError(
                 "demo mode signs its own tokens and needs [auth] algorithm = \"HS256\"".into(),
             ));
         }
-        let secret = std::env::var(&auth.secret_env).map_err(|_| {
+        let secret = crate::edge::auth::hs256_secret(auth, secret).map_err(|_| {
             AuthSetupError(format!(
                 "demo mode needs the HS256 secret in {} (auth.secret_env)",
                 auth.secret_env

@@ -22,7 +22,7 @@ use crate::kafka::KafkaSettings;
 use crate::telemetry;
 
 /// How to start an edge.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EdgeOptions {
     pub kafka: KafkaSettings,
     /// Relative key files in `[auth]` are resolved against this directory.
@@ -33,6 +33,26 @@ pub struct EdgeOptions {
     pub node_id: Option<String>,
     /// Demo mode: `GET /demo/session` gives out client tokens ([`demo`]).
     pub demo: bool,
+    /// The HS256 secret, for a program that embeds the edge and has it at hand (`None`: the
+    /// environment variable `[auth] secret_env`, as the command line does).
+    pub hs256_secret: Option<String>,
+}
+
+/// Everything but the secret, which is never printed.
+impl std::fmt::Debug for EdgeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeOptions")
+            .field("kafka", &self.kafka)
+            .field("config_dir", &self.config_dir)
+            .field("channels", &self.channels)
+            .field("node_id", &self.node_id)
+            .field("demo", &self.demo)
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "(given)"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +81,17 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Option<Arc<Edge>>, EdgeError> {
     let current = rules.load_full();
-    let verifier = Verifier::from_settings(&current.auth, &opts.config_dir)?;
+    let verifier = Verifier::from_settings(
+        &current.auth,
+        &opts.config_dir,
+        opts.hs256_secret.as_deref(),
+    )?;
     let demo = if opts.demo {
         tracing::warn!("demo mode: GET /demo/session gives a token for every channel to anyone");
-        Some(DemoSigner::from_settings(&current.auth)?)
+        Some(DemoSigner::from_settings(
+            &current.auth,
+            opts.hs256_secret.as_deref(),
+        )?)
     } else {
         None
     };

@@ -45,7 +45,7 @@ pub struct WorkerContext {
     pub events: Mutex<Vec<AssignmentEvent>>,
     pub has_events: AtomicBool,
     pub fatal: Arc<Fatal>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<crate::ready::ReadyFlag>,
     pub delivery: Delivery,
     pub group_id: String,
     /// Transactional delivery: a transaction is open.
@@ -78,7 +78,7 @@ impl WorkerContext {
         rules: &Rules,
         producer: Arc<OutputProducer>,
         fatal: Arc<Fatal>,
-        ready: Arc<AtomicBool>,
+        ready: Arc<crate::ready::ReadyFlag>,
     ) -> WorkerContext {
         let delivery = rules.kafka.delivery;
         WorkerContext {
@@ -256,7 +256,7 @@ impl WorkerContext {
                 }
                 self.push(AssignmentEvent::Assigned(plan));
                 match consumer.assign(tpl) {
-                    Ok(()) => self.ready.store(true, Ordering::Release),
+                    Ok(()) => self.ready.set(true),
                     Err(e) => self.fatal.set(format!("assigning partitions failed: {e}")),
                 }
             }

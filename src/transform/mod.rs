@@ -16,7 +16,6 @@ mod transaction;
 mod worker;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -34,7 +33,7 @@ pub async fn run(
     opts: TransformOptions,
     live: LiveRules,
     shutdown: CancellationToken,
-    ready: Arc<AtomicBool>,
+    ready: Arc<crate::ready::ReadyFlag>,
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
     check_options(&opts.kafka, rules.kafka.delivery)?;

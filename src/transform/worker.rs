@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Histogram};
@@ -64,16 +63,18 @@ pub(super) fn run_loop(
     opts: TransformOptions,
     live: LiveRules,
     shutdown: CancellationToken,
-    ready: Arc<AtomicBool>,
+    ready: Arc<crate::ready::ReadyFlag>,
     runtime: tokio::runtime::Handle,
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
     let fatal = Arc::new(Fatal::default());
     let delivery = rules.kafka.delivery;
-    let producer = Arc::new(
-        create_producer(&opts.kafka, fatal.clone(), delivery, &opts.group_id)
-            ?,
-    );
+    let producer = Arc::new(create_producer(
+        &opts.kafka,
+        fatal.clone(),
+        delivery,
+        &opts.group_id,
+    )?);
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext::new(&opts, &rules, producer.clone(), fatal.clone(), ready);
     let consumer = BaseConsumer::from_config_and_context(

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod reconcile;
+pub mod service;
 pub mod ws;
 
 use std::collections::HashMap;

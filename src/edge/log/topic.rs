@@ -1,7 +1,7 @@
 //! The channel topics an edge serves: per topic its partitions and the sessions to wake when
 //! records arrive; the [`Hub`] holds them all.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -70,7 +70,7 @@ pub struct Hub {
     /// How far before its end the reader starts each partition: enough for snapshots to know
     /// every symbol that ticked in `snapshot_lookback_records`, and at least `history`.
     pub read_back: usize,
-    caught_up: AtomicBool,
+    caught_up: Arc<crate::ready::ReadyFlag>,
     pub records_in: AtomicU64,
 }
 
@@ -86,7 +86,7 @@ impl Hub {
             symbols,
             history,
             read_back: history.max(lookback),
-            caught_up: AtomicBool::new(false),
+            caught_up: Default::default(),
             records_in: AtomicU64::new(0),
         }
     }
@@ -110,12 +110,17 @@ impl Hub {
         });
     }
 
+    /// Set once every partition has been read to the end it had at start.
+    pub fn caught_up_flag(&self) -> &Arc<crate::ready::ReadyFlag> {
+        &self.caught_up
+    }
+
     pub fn set_caught_up(&self) {
-        self.caught_up.store(true, Ordering::Release);
+        self.caught_up.set(true);
     }
 
     /// True once every partition has been read to the end it had at start.
     pub fn caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Acquire)
+        self.caught_up.get()
     }
 }
