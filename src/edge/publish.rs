@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::FromClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rustc_hash::FxHashMap;
@@ -13,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::config::reload::LiveRules;
 use crate::ingest::Decoder;
-use crate::kafka::{self, KafkaFailure, KafkaSettings};
+use crate::kafka::{KafkaFailure, KafkaSettings};
 use crate::telemetry;
 
 /// Headers on records written by publishers.
@@ -65,8 +64,7 @@ impl Publisher {
         rules: LiveRules,
         window: Duration,
     ) -> Result<Publisher, KafkaFailure> {
-        let producer = FutureProducer::from_config(&settings.producer_config())
-            .map_err(kafka::ctx("creating the publish producer"))?;
+        let producer = settings.publish_producer()?;
         Ok(Publisher {
             producer,
             rules,

@@ -140,21 +140,7 @@ pub fn run(opts: &ReconcileOptions) -> kafka::Result<Report> {
 }
 
 fn reader(settings: &KafkaSettings) -> kafka::Result<BaseConsumer> {
-    use rdkafka::config::FromClientConfig;
-    let mut c = settings.reader_config();
-    // Whole partitions are read: large fetches. Only committed records (what every pricefeed
-    // reader sees), unless `--kafka-option isolation.level=read_uncommitted` asks to look at
-    // aborted ones too.
-    c.set("fetch.max.bytes", "104857600");
-    c.set("max.partition.fetch.bytes", "10485760");
-    if !settings
-        .options
-        .iter()
-        .any(|(k, _)| k.ends_with("isolation.level"))
-    {
-        c.set("isolation.level", "read_committed");
-    }
-    BaseConsumer::from_config(&c).map_err(ctx("creating a Kafka consumer"))
+    settings.bulk_reader()
 }
 
 /// The first offset at or after `time_ms`, or the high watermark when there is none.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
-use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tracing::{error, warn};
@@ -129,19 +128,14 @@ pub fn create_producer(
     group_id: &str,
 ) -> Result<OutputProducer, crate::kafka::KafkaFailure> {
     let transactional = delivery == Delivery::Transactional;
-    let config = if transactional {
-        kafka.transactional_producer_config(&format!("{group_id}-{:016x}", rand::random::<u64>()))
-    } else {
-        kafka.producer_config()
-    };
-    let producer = OutputProducer::from_config_and_context(
-        &config,
+    let id = transactional.then(|| format!("{group_id}-{:016x}", rand::random::<u64>()));
+    let producer: OutputProducer = kafka.output_producer(
+        id.as_deref(),
         DeliveryContext {
             fatal,
             transactional,
         },
-    )
-    .map_err(crate::kafka::ctx("creating the output producer"))?;
+    )?;
     if transactional {
         producer
             .init_transactions(TRANSACTION_TIMEOUT)

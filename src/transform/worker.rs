@@ -9,7 +9,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Histogram};
 use rdkafka::Message;
-use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -77,11 +76,7 @@ pub(super) fn run_loop(
     )?);
     let dead_letter_topic = opts.dead_letter_topic(&rules);
     let context = WorkerContext::new(&opts, &rules, producer.clone(), fatal.clone(), ready);
-    let consumer = BaseConsumer::from_config_and_context(
-        &opts.kafka.group_consumer_config(&opts.group_id),
-        context,
-    )
-    .map_err(crate::kafka::ctx("creating the transform's consumer"))?;
+    let consumer: RawConsumer = opts.kafka.group_consumer(&opts.group_id, context)?;
     consumer
         .subscribe(&[rules.kafka.raw_topic.as_str()])
         .map_err(crate::kafka::ctx("subscribing to the raw topic"))?;

@@ -20,8 +20,9 @@ use super::session::{
 use crate::edge::log::entry::clock_us;
 use crate::edge::node::Edge;
 use crate::edge::wire::frames::{self as wire, CLOSE_NORMAL};
-use crate::edge::wire::protocol::{self, Code};
+use crate::edge::wire::protocol::Code;
 use crate::edge::wire::reader::{FrameReader, Incoming, WireError};
+use crate::edge::wire::server;
 use crate::telemetry;
 
 /// Bytes read from the socket at a time: client frames are small.
@@ -176,7 +177,7 @@ where
         written: 0,
     };
     if !node.stats.connection_opened(node.settings.max_connections) {
-        let refusal = protocol::error(
+        let refusal = server::error(
             Code::Unavailable,
             "this edge is at its connection limit; try another node or later",
             None,

@@ -14,6 +14,7 @@ use crate::edge::log::symbols::SymbolSet;
 use crate::edge::log::topic::TopicLog;
 use crate::edge::publish::PublishError;
 use crate::edge::wire::protocol::{self, ClientFrame, Code};
+use crate::edge::wire::server;
 use crate::telemetry;
 
 /// How long a resume waits for this edge to reach an offset another edge already delivered.
@@ -71,7 +72,7 @@ pub fn on_text(s: &mut Session, text: String) {
         ClientFrame::Subscribe { topic, symbols } => on_subscribe(s, &topic, symbols),
         ClientFrame::Unsubscribe { topic } => {
             if s.subs_mut().remove(&topic) {
-                s.send(protocol::unsubscribed(&topic, None));
+                s.send(server::unsubscribed(&topic, None));
             } else {
                 let why = format!("not subscribed to {topic}");
                 s.fail(Code::NotSubscribed, &why, Some(&topic));
@@ -87,7 +88,7 @@ pub fn on_text(s: &mut Session, text: String) {
             message_id,
             payload,
         } => on_publish(s, &topic, message_id, payload),
-        ClientFrame::Ping => s.send(protocol::pong()),
+        ClientFrame::Ping => s.send(server::pong()),
     }
 }
 
@@ -127,7 +128,7 @@ fn on_setup(
     let refresh = s.grant().is_some();
     let remaining = grant.expires_at + s.node().leeway_s;
     let secs = remaining.saturating_sub(unix_now());
-    let ready = protocol::ready(&s.session_id(), &grant.user, grant.expires_at);
+    let ready = server::ready(&s.session_id(), &grant.user, grant.expires_at);
     s.send(ready);
     s.set_grant(grant, Instant::now() + Duration::from_secs(secs));
     if refresh {
@@ -164,7 +165,7 @@ fn reapply_grant(s: &mut Session) {
         grant.may_see_channel(sub.channel()) && symbols_ok
     });
     for channel in gone {
-        s.send(protocol::unsubscribed(
+        s.send(server::unsubscribed(
             &channel,
             Some("the new token does not allow it"),
         ));
@@ -259,11 +260,7 @@ fn on_subscribe(s: &mut Session, topic: &str, symbols: Option<Vec<String>>) {
         return;
     };
     let partitions = c.topic.partitions.len();
-    s.send(protocol::subscribed(
-        topic,
-        partitions,
-        c.symbols.as_deref(),
-    ));
+    s.send(server::subscribed(topic, partitions, c.symbols.as_deref()));
     let (sub, snap) = Subscription::subscribe(c.topic, c.filter, c.symbols, c.policy);
     s.send(snap);
     s.subs_mut().put(sub);
@@ -279,11 +276,7 @@ fn on_resume(s: &mut Session, topic: &str, from: BTreeMap<i32, i64>, symbols: Op
         s.fail(Code::BadRequest, &why, Some(topic));
         return;
     }
-    s.send(protocol::subscribed(
-        topic,
-        partitions,
-        c.symbols.as_deref(),
-    ));
+    s.send(server::subscribed(topic, partitions, c.symbols.as_deref()));
     // A client may come from an edge that is a little ahead of this one: its cursors wait for
     // this edge to get there, up to RESUME_WAIT.
     let until = Instant::now() + RESUME_WAIT;
@@ -327,13 +320,13 @@ fn on_publish(
             .publish(&user, &message_id, payload.get().as_bytes())
             .await
         {
-            Ok(status) => protocol::ack(&message_id, status.as_str()),
-            Err(PublishError::Invalid(why)) => protocol::error(
+            Ok(status) => server::ack(&message_id, status.as_str()),
+            Err(PublishError::Invalid(why)) => server::error(
                 Code::BadRequest,
                 &format!("publish {message_id}: {why}"),
                 None,
             ),
-            Err(e) => protocol::error(
+            Err(e) => server::error(
                 Code::PublishFailed,
                 &format!("publish {message_id}: {e}"),
                 None,

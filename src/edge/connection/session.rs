@@ -16,7 +16,8 @@ use crate::edge::auth::Grant;
 use crate::edge::log::partition::Budget;
 use crate::edge::node::Edge;
 use crate::edge::wire::frames as wire;
-use crate::edge::wire::protocol::{self, Code};
+use crate::edge::wire::protocol::Code;
+use crate::edge::wire::server;
 use crate::telemetry;
 
 /// Most price frames (and bytes) written per flush.
@@ -164,7 +165,7 @@ impl Session {
 
     /// Queues an error frame.
     pub fn fail(&mut self, code: Code, message: &str, topic: Option<&str>) {
-        self.send(protocol::error(code, message, topic));
+        self.send(server::error(code, message, topic));
     }
 
     /// Queues a control frame; a client that lets too many pile up is dropped.
@@ -253,7 +254,7 @@ impl Session {
         };
         if let Err(channel) = self.subs.pull(limits, &mut budget, out) {
             telemetry::edge_slow_close("lag");
-            out.control(&protocol::error(
+            out.control(&server::error(
                 Code::SlowConsumer,
                 &format!(
                     "fell more than {max_lag} records behind on {channel}, whose policy is to close"

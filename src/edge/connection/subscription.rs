@@ -15,7 +15,7 @@ use crate::edge::kafka::replay::{ReplayItem, ReplayPool};
 use crate::edge::log::partition::Budget;
 use crate::edge::log::symbols::SymbolSet;
 use crate::edge::log::topic::{Hub, TopicLog};
-use crate::edge::wire::protocol;
+use crate::edge::wire::server;
 
 /// Why a pull could not go on.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub fn snapshot(
         nexts.push((p, next));
     }
     let up_to: Vec<(usize, i64)> = nexts.iter().map(|(p, n)| (*p, n - 1)).collect();
-    let frame = protocol::snapshot(&topic.channel, &up_to, prices.iter().map(|(p, e)| (*p, e)));
+    let frame = server::snapshot(&topic.channel, &up_to, prices.iter().map(|(p, e)| (*p, e)));
     (frame, nexts)
 }
 
@@ -349,7 +349,7 @@ impl Subscription {
         if let Some(r) = &self.resuming
             && self.parts.iter().all(|p| p.cursor.is_live())
         {
-            out.control(&protocol::resumed(&self.topic.channel, r.replayed));
+            out.control(&server::resumed(&self.topic.channel, r.replayed));
             self.resuming = None;
         }
         Ok(())

@@ -12,7 +12,8 @@ use super::outbox::Outbox;
 use super::subscription::{PullContext, Subscription, Trouble};
 use crate::edge::log::partition::Budget;
 use crate::edge::node::Edge;
-use crate::edge::wire::protocol::{self, Code};
+use crate::edge::wire::protocol::Code;
+use crate::edge::wire::server;
 
 pub struct Subscriptions {
     node: Arc<Edge>,
@@ -150,7 +151,7 @@ impl Subscriptions {
                 Err(Trouble::SlowConsumer) => return Err(sub.channel().to_string()),
                 Err(Trouble::Gap(why)) => {
                     // Never silently wrong: say so, then start over from a fresh snapshot.
-                    out.control(&protocol::error(
+                    out.control(&server::error(
                         Code::ResumeGap,
                         &format!("cannot resume without a gap: {why}; a fresh snapshot follows"),
                         Some(sub.channel()),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 /// A request from a client.
 #[derive(Debug)]
@@ -275,79 +274,6 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-fn frame(v: Value) -> String {
-    v.to_string()
-}
-
-pub fn ready(session_id: &str, user: &str, expires_at: u64) -> String {
-    frame(json!({"type": "ready", "sessionId": session_id, "user": user, "expiresAt": expires_at}))
-}
-
-pub fn subscribed(topic: &str, partitions: usize, symbols: Option<&[String]>) -> String {
-    frame(
-        json!({"type": "subscribed", "topic": topic, "partitions": partitions, "symbols": symbols}),
-    )
-}
-
-pub fn unsubscribed(topic: &str, reason: Option<&str>) -> String {
-    match reason {
-        Some(r) => frame(json!({"type": "unsubscribed", "topic": topic, "reason": r})),
-        None => frame(json!({"type": "unsubscribed", "topic": topic})),
-    }
-}
-
-pub fn resumed(topic: &str, replayed: u64) -> String {
-    frame(json!({"type": "resumed", "topic": topic, "replayed": replayed}))
-}
-
-pub fn pong() -> String {
-    "{\"type\":\"pong\"}".to_string()
-}
-
-pub fn ack(message_id: &str, status: &str) -> String {
-    frame(json!({"type": "ack", "messageId": message_id, "status": status}))
-}
-
-pub fn error(code: Code, message: &str, topic: Option<&str>) -> String {
-    crate::telemetry::edge_client_error(code.as_str());
-    match topic {
-        Some(t) => {
-            frame(json!({"type": "error", "code": code.as_str(), "message": message, "topic": t}))
-        }
-        None => frame(json!({"type": "error", "code": code.as_str(), "message": message})),
-    }
-}
-
-/// `{"type":"snapshot","topic":…,"upTo":{"0":41,…},"prices":[{partition,seqNo,messageId,data},…]}`.
-/// `upTo` is, per partition, the last seqNo the snapshot covers: pass it as `from` to resume.
-pub fn snapshot<'a>(
-    topic: &str,
-    up_to: &[(usize, i64)],
-    prices: impl Iterator<Item = (usize, &'a crate::edge::log::entry::Entry)>,
-) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(256);
-    let _ = write!(
-        s,
-        "{{\"type\":\"snapshot\",\"topic\":\"{topic}\",\"upTo\":{{"
-    );
-    for (i, (p, seq)) in up_to.iter().enumerate() {
-        let _ = write!(s, "{}\"{p}\":{seq}", if i > 0 { "," } else { "" });
-    }
-    s.push_str("},\"prices\":[");
-    for (i, (p, e)) in prices.enumerate() {
-        let _ = write!(
-            s,
-            "{}{{\"partition\":{p},\"seqNo\":{o},\"messageId\":\"{p}-{o}\",\"data\":{d}}}",
-            if i > 0 { "," } else { "" },
-            o = e.offset,
-            d = e.data()
-        );
-    }
-    s.push_str("]}");
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,16 +337,5 @@ mod tests {
             code(r#"{"type":"publish","topic":"t","messageId":"","payload":{}}"#),
             Code::BadRequest
         );
-    }
-
-    #[test]
-    fn control_frames_are_json() {
-        let v: Value =
-            serde_json::from_str(error(Code::Forbidden, "no \"quotes\"", Some("vip")).as_str())
-                .unwrap();
-        assert_eq!(v["code"], "forbidden");
-        assert_eq!(v["topic"], "vip");
-        let v: Value = serde_json::from_str(ack("a\"b", "duplicate").as_str()).unwrap();
-        assert_eq!(v["messageId"], "a\"b");
     }
 }

@@ -4,7 +4,6 @@ mod walk;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,12 +95,7 @@ pub async fn run(
         rules.kafka.replication_factor,
     )
     .await?;
-    let mut config = opts.kafka.producer_config();
-    // Same key → same partition as Java clients would choose.
-    config.set("partitioner", "murmur2_random");
-    let producer: ThreadedProducer<SimContext> =
-        ThreadedProducer::from_config_and_context(&config, SimContext::default())
-            .map_err(kafka::ctx("creating the producer"))?;
+    let producer: ThreadedProducer<SimContext> = opts.kafka.keyed_producer(SimContext::default())?;
 
     let mut walk = Walk::new(&instruments, opts.seed, opts.malformed_ratio);
     let valid = telemetry::simulated("valid");

@@ -1,0 +1,108 @@
+//! Topics: partition counts and creating the topics pricefeed writes.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use super::failure::{KafkaFailure, Result, ctx};
+use super::settings::{ADMIN_TIMEOUT, KafkaSettings};
+
+/// Number of partitions of `topic`, or `None` when it does not exist.
+pub fn partition_count<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    client: &C,
+    topic: &str,
+) -> Result<Option<i32>> {
+    let metadata = client
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(ctx(format!("reading metadata of topic {topic}")))?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error() {
+        None if !t.partitions().is_empty() => Ok(Some(t.partitions().len() as i32)),
+        None => Ok(None),
+        Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+            Ok(None)
+        }
+        Some(e) => Err(KafkaFailure::Other(format!(
+            "metadata of topic {topic}: {}",
+            RDKafkaErrorCode::from(e)
+        ))),
+    }
+}
+
+/// [`partition_count`] on a blocking thread: the metadata request blocks for up to its timeout
+/// when the broker is unreachable, and must not hold an async worker (signals, health checks and
+/// every other task run there).
+pub async fn partition_count_off_thread(
+    client: &std::sync::Arc<BaseConsumer>,
+    topic: &str,
+) -> Result<Option<i32>> {
+    let (client, topic) = (client.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || partition_count(&*client, &topic))
+        .await
+        .map_err(|e| KafkaFailure::Other(format!("metadata task: {e}")))?
+}
+
+/// Creates each topic that does not exist yet with `partitions` partitions, and checks that the
+/// existing ones have at least that many.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<()> {
+    let admin = settings.admin()?;
+    let reader = settings.reader()?;
+    let mut missing = Vec::new();
+    for t in topics {
+        match partition_count(&reader, t)? {
+            Some(n) if n >= partitions => {}
+            Some(n) => {
+                return Err(KafkaFailure::Other(format!(
+                    "topic {t} has {n} partitions but needs at least {partitions} (one per raw \
+                     partition); add partitions with your Kafka tools"
+                )));
+            }
+            None => missing.push(t.as_str()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(ctx("creating topics"))?;
+    for r in results {
+        match r {
+            Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaFailure::Other(format!(
+                    "creating topic {name}: {code}"
+                )));
+            }
+        }
+    }
+    // Wait until the new topics show up in metadata, so producers do not race the creation.
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    for t in missing {
+        while partition_count(&reader, t)?.is_none() {
+            if Instant::now() > deadline {
+                return Err(KafkaFailure::Other(format!(
+                    "topic {t} was created but does not appear in metadata"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
