@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
 
+use common::service::{Role, Service};
 use common::ws::{Ws, token};
 use common::*;
 use serde_json::{Value, json};
@@ -29,17 +29,12 @@ fn price(symbol: &str, bid: &str, ask: &str) -> Value {
 fn duplicates_are_acked_as_such_and_written_once() {
     let broker = Broker::start();
     let prefix = unique_prefix("edge-publish");
-    let (dir, path) = write_config(&config(&prefix));
+    let (_dir, path) = write_config(&config(&prefix));
     let raw = format!("{prefix}.raw");
     create_topic(&broker, &raw, PARTITIONS);
-    let node = spawn_pricefeed_env(
-        &broker,
-        &path,
-        &["run"],
-        dir.path(),
-        &[("PRICEFEED_API_KEYS", &format!("desk:{API_KEY}"))],
-    );
-    wait_ready(&node, Duration::from_secs(60));
+    let node = Service::start_with(&broker, &path, Role::Run, |e| {
+        e.api_keys = Some(format!("desk:{API_KEY}"));
+    });
     let port = node.http_port;
 
     let rt = tokio::runtime::Runtime::new().unwrap();

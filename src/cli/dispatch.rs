@@ -154,6 +154,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         node_id: e.node_id,
         demo: e.demo,
         hs256_secret: None,
+        api_keys: None,
     };
     let transform_opts = |w: WorkerArgs, channel: Option<String>| TransformOptions {
         kafka: kafka.clone(),

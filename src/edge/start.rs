@@ -36,6 +36,9 @@ pub struct EdgeOptions {
     /// The HS256 secret, for a program that embeds the edge and has it at hand (`None`: the
     /// environment variable `[auth] secret_env`, as the command line does).
     pub hs256_secret: Option<String>,
+    /// The HTTP publish API keys as `name:key,…`, for a program that embeds the edge (`None`:
+    /// the environment variable `[auth] api_keys_env`).
+    pub api_keys: Option<String>,
 }
 
 /// Everything but the secret, which is never printed.
@@ -95,7 +98,10 @@ pub async fn start(
     } else {
         None
     };
-    let api_keys = ApiKeys::from_env(&current.auth.api_keys_env)?;
+    let api_keys = match &opts.api_keys {
+        Some(text) => ApiKeys::parse(text)?,
+        None => ApiKeys::from_env(&current.auth.api_keys_env)?,
+    };
     let channels: Vec<&crate::config::Channel> = match &opts.channels {
         None => current.channels.iter().collect(),
         Some(names) => names

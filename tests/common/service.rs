@@ -44,6 +44,16 @@ fn metrics() -> PrometheusHandle {
 impl Service {
     /// Starts `role` with `config` against `broker`; returns once it is ready (60 s at most).
     pub fn start(broker: &Broker, config: &Path, role: Role) -> Service {
+        Service::start_with(broker, config, role, |_| {})
+    }
+
+    /// [`Service::start`], with the edge's options adjusted by `edge_options`.
+    pub fn start_with(
+        broker: &Broker,
+        config: &Path,
+        role: Role,
+        edge_options: impl FnOnce(&mut EdgeOptions),
+    ) -> Service {
         let rules = Rules::load(config).expect("the test's channels.toml");
         let kafka = settings(broker);
         let transform = matches!(role, Role::Run | Role::Transform).then(|| TransformOptions {
@@ -60,7 +70,12 @@ impl Service {
             node_id: None,
             demo: false,
             hs256_secret: Some(ws::SECRET.to_string()),
+            api_keys: None,
         });
+        let mut edge = edge;
+        if let Some(e) = edge.as_mut() {
+            edge_options(e);
+        }
         let (waits_transform, waits_edge) = (transform.is_some(), edge.is_some());
         let roles = Roles { transform, edge };
         let source = ConfigSource {

@@ -132,17 +132,19 @@ async fn next(c: &mut Client) -> Value {
     }
 }
 
-async fn setup(c: &mut Client) {
-    send(c, json!({"type": "setup", "token": token()})).await;
-    assert_eq!(next(c).await["type"], "ready");
+/// A client of a fresh session that has set up (`ready` read).
+async fn set_up(node: &Arc<Edge>) -> (Client, tokio::task::JoinHandle<()>) {
+    let (mut c, session) = connect(node).await;
+    send(&mut c, json!({"type": "setup", "token": token()})).await;
+    assert_eq!(next(&mut c).await["type"], "ready");
+    (c, session)
 }
 
 #[tokio::test]
 async fn a_subscriber_gets_a_snapshot_then_every_record_with_its_offset() {
     let node = node();
     feed(&node, 0, 3);
-    let (mut c, session) = connect(&node).await;
-    setup(&mut c).await;
+    let (mut c, session) = set_up(&node).await;
     send(&mut c, json!({"type": "subscribe", "topic": "vip"})).await;
     assert_eq!(next(&mut c).await["type"], "subscribed");
     let snap = next(&mut c).await;
@@ -170,8 +172,7 @@ async fn a_subscriber_gets_a_snapshot_then_every_record_with_its_offset() {
 async fn a_resume_ahead_of_this_edge_waits_without_holding_the_connection() {
     let node = node();
     feed(&node, 0, 5);
-    let (mut c, _session) = connect(&node).await;
-    setup(&mut c).await;
+    let (mut c, _session) = set_up(&node).await;
     // The client has seqNo 7: it came from an edge that read further than this one (end 4).
     send(
         &mut c,
@@ -200,8 +201,7 @@ async fn a_resume_ahead_of_this_edge_waits_without_holding_the_connection() {
 async fn a_resume_this_edge_never_reaches_gives_resume_gap_and_a_snapshot() {
     let node = node();
     feed(&node, 0, 5);
-    let (mut c, _session) = connect(&node).await;
-    setup(&mut c).await;
+    let (mut c, _session) = set_up(&node).await;
     send(
         &mut c,
         json!({"type": "resume", "topic": "vip", "from": {"0": 5000}}),
@@ -227,8 +227,7 @@ async fn a_resume_this_edge_never_reaches_gives_resume_gap_and_a_snapshot() {
 #[tokio::test]
 async fn shutdown_closes_every_session_with_going_away() {
     let node = node();
-    let (mut c, _session) = connect(&node).await;
-    setup(&mut c).await;
+    let (mut c, _session) = set_up(&node).await;
     node.sessions.close_all();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), c.next())

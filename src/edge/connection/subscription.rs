@@ -97,7 +97,44 @@ pub fn snapshot(
     (frame, nexts)
 }
 
+/// Starts a Kafka replay of `topic`/`p` from `from`, waking the session as items arrive.
+fn start_replay(
+    ctx: &PullContext<'_>,
+    topic: &Arc<TopicLog>,
+    p: usize,
+    from: i64,
+) -> mpsc::Receiver<ReplayItem> {
+    ctx.replay
+        .start(ctx.hub.clone(), topic.clone(), p, from, ctx.waker.clone())
+}
+
 impl Subscription {
+    fn new(
+        topic: Arc<TopicLog>,
+        filter: Option<SymbolSet>,
+        symbols: Option<Vec<String>>,
+        policy: SlowClientPolicy,
+        cursors: impl Iterator<Item = Cursor>,
+        resuming: bool,
+    ) -> Subscription {
+        Subscription {
+            topic,
+            only: only(filter, symbols),
+            policy,
+            parts: cursors
+                .map(|cursor| Part {
+                    cursor,
+                    replay: None,
+                })
+                .collect(),
+            resuming: resuming.then_some(Resuming {
+                replayed: 0,
+                counted: false,
+            }),
+            delivered: 0,
+        }
+    }
+
     /// A fresh subscription: the snapshot frame to send, then live from the snapshot's point.
     pub fn subscribe(
         topic: Arc<TopicLog>,
@@ -106,22 +143,8 @@ impl Subscription {
         policy: SlowClientPolicy,
     ) -> (Subscription, String) {
         let (frame, nexts) = snapshot(&topic, filter.as_ref(), None);
-        let only = only(filter, symbols);
-        let parts = nexts
-            .into_iter()
-            .map(|(p, next)| Part {
-                cursor: Cursor::live(p, next),
-                replay: None,
-            })
-            .collect();
-        let sub = Subscription {
-            topic,
-            only,
-            policy,
-            parts,
-            resuming: None,
-            delivered: 0,
-        };
+        let cursors = nexts.into_iter().map(|(p, next)| Cursor::live(p, next));
+        let sub = Subscription::new(topic, filter, symbols, policy, cursors, false);
         (sub, frame)
     }
 
@@ -145,32 +168,16 @@ impl Subscription {
             let (frame, nexts) = snapshot(&topic, filter.as_ref(), Some(&missing));
             (Some(frame), nexts)
         };
-        let parts = (0..topic.partitions.len())
-            .map(|p| {
-                let cursor = match from.get(&(p as i32)) {
-                    Some(seq) => Cursor::resume(p, *seq, until),
-                    None => {
-                        let next = nexts.iter().find(|(sp, _)| *sp == p).map(|(_, n)| *n);
-                        Cursor::live(p, next.unwrap_or_else(|| topic.partitions[p].next()))
-                    }
-                };
-                Part {
-                    cursor,
-                    replay: None,
+        let cursors: Vec<Cursor> = (0..topic.partitions.len())
+            .map(|p| match from.get(&(p as i32)) {
+                Some(seq) => Cursor::resume(p, *seq, until),
+                None => {
+                    let next = nexts.iter().find(|(sp, _)| *sp == p).map(|(_, n)| *n);
+                    Cursor::live(p, next.unwrap_or_else(|| topic.partitions[p].next()))
                 }
             })
             .collect();
-        let sub = Subscription {
-            topic,
-            only: only(filter, symbols),
-            policy,
-            parts,
-            resuming: Some(Resuming {
-                replayed: 0,
-                counted: false,
-            }),
-            delivered: 0,
-        };
+        let sub = Subscription::new(topic, filter, symbols, policy, cursors.into_iter(), true);
         (sub, snap)
     }
 
@@ -243,7 +250,9 @@ impl Subscription {
             let log = &self.topic.partitions[p];
             match self.parts[p].cursor.settle(log, ctx.limits.now) {
                 None => {}
-                Some(Step::Replay { from }) => self.start_replay(ctx, p, from),
+                Some(Step::Replay { from }) => {
+                    self.parts[p].replay = Some(start_replay(ctx, &self.topic, p, from));
+                }
                 Some(Step::WaitUntil(_)) => waiting = true,
                 Some(Step::Gap(why)) => gaps.push(why),
                 Some(other) => unreachable!("settle does not return {other:?}"),
@@ -254,17 +263,6 @@ impl Subscription {
             return Err(Trouble::Gap(gaps.join("; ")));
         }
         Ok(waiting)
-    }
-
-    fn start_replay(&mut self, ctx: &PullContext<'_>, p: usize, from: i64) {
-        let rx = ctx.replay.start(
-            ctx.hub.clone(),
-            self.topic.clone(),
-            p,
-            from,
-            ctx.waker.clone(),
-        );
-        self.parts[p].replay = Some(rx);
     }
 
     /// Moves cursors forward, pushing frames into `out` within `budget`.
@@ -321,13 +319,7 @@ impl Subscription {
                         true
                     }
                     Step::Replay { from } => {
-                        part.replay = Some(ctx.replay.start(
-                            ctx.hub.clone(),
-                            self.topic.clone(),
-                            p,
-                            from,
-                            ctx.waker.clone(),
-                        ));
+                        part.replay = Some(start_replay(ctx, &self.topic, p, from));
                         true
                     }
                     Step::Conflated => {

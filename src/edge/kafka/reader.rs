@@ -75,13 +75,13 @@ impl Reading {
 
 /// Wakes the sessions of the topics that received records, at most once per `every` (0: at
 /// once). The first batch after a quiet spell wakes at once; later ones wait for the window.
-struct Waker {
+struct WakeSchedule {
     every: Duration,
     last: Instant,
     pending: Vec<usize>,
 }
 
-impl Waker {
+impl WakeSchedule {
     /// Due now, or when (`None`: nothing pending).
     fn due(&self) -> Option<Instant> {
         (!self.pending.is_empty()).then(|| self.last + self.every)
@@ -131,7 +131,7 @@ pub fn run(
     }
     let mut limiter = LogLimiter::new(Duration::from_secs(10));
     let mut joining: FxHashMap<String, Joining> = FxHashMap::default();
-    let mut waker = Waker {
+    let mut waker = WakeSchedule {
         every: coalesce,
         last: Instant::now()
             .checked_sub(coalesce)
