@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::service::{Role, Service};
 use common::ws::{Ws, token};
 use common::*;
