@@ -83,6 +83,7 @@ pub fn token() -> String {
             symbols: None,
             publish: false,
             exp: (now_us() / 1_000_000) + 3600,
+            nbf: None,
             iss: None,
             aud: None,
         },

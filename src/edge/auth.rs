@@ -26,6 +26,9 @@ pub struct Claims {
     pub publish: bool,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not valid before, seconds since the Unix epoch (RFC 7519 §4.1.5): refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +75,8 @@ impl Grant {
 pub enum AuthError {
     #[error("token expired")]
     Expired,
+    #[error("token is not valid yet (nbf lies in the future)")]
+    NotYetValid,
     #[error("token signature is invalid")]
     BadSignature,
     #[error("token algorithm {0} is not accepted (this edge accepts {1})")]
@@ -185,6 +190,7 @@ impl Verifier {
     fn with_key(key: DecodingKey, s: &AuthSettings) -> Verifier {
         let mut validation = Validation::new(algorithm(s.algorithm));
         validation.leeway = s.leeway_s;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(iss) = &s.issuer {
             validation.set_issuer(&[iss]);
@@ -220,6 +226,7 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::InvalidIssuer => AuthError::BadClaims("wrong issuer".into()),
                 ErrorKind::InvalidAudience => AuthError::BadClaims("wrong audience".into()),

@@ -5,16 +5,12 @@ use super::*;
 const SECRET: &str = "unit-test-secret-unit-test-secret-0123";
 
 fn verifier() -> Verifier {
-    let key = DecodingKey::from_secret(SECRET.as_bytes());
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    validation.validate_aud = false;
-    Verifier {
-        key,
-        validation,
-        algorithm: JwtAlgorithm::Hs256,
-    }
+    // The production constructor, so what it validates is what these tests check.
+    let settings = AuthSettings {
+        leeway_s: 0,
+        ..AuthSettings::default()
+    };
+    Verifier::hs256(SECRET.as_bytes(), &settings)
 }
 
 fn claims(exp: u64) -> Claims {
@@ -24,6 +20,7 @@ fn claims(exp: u64) -> Claims {
         symbols: Some(vec!["EURUSD".into()]),
         publish: false,
         exp,
+        nbf: None,
         iss: None,
         aud: None,
     }
@@ -60,6 +57,23 @@ fn expired_wrong_key_none_and_garbage_are_refused() {
         v.verify("not a token"),
         Err(AuthError::Malformed(_))
     ));
+}
+
+#[test]
+fn a_token_is_refused_before_its_nbf_and_accepted_from_it() {
+    let v = verifier();
+    let mut c = claims(now() + 7200);
+    c.nbf = Some(now() + 3600);
+    let early = sign_hs256(&c, SECRET.as_bytes()).unwrap();
+    assert_eq!(v.verify(&early), Err(AuthError::NotYetValid));
+    c.nbf = Some(now() - 1);
+    let due = sign_hs256(&c, SECRET.as_bytes()).unwrap();
+    assert_eq!(v.verify(&due).unwrap().user, "alice");
+    // The leeway applies to nbf as it does to exp (clock skew between issuer and edge).
+    let lenient = Verifier::hs256(SECRET.as_bytes(), &AuthSettings::default());
+    c.nbf = Some(now() + 3);
+    let skewed = sign_hs256(&c, SECRET.as_bytes()).unwrap();
+    assert_eq!(lenient.verify(&skewed).unwrap().user, "alice");
 }
 
 #[test]

@@ -62,6 +62,7 @@ impl DemoSigner {
                     symbols: None,
                     publish: false,
                     exp,
+                    nbf: None,
                     iss: self.issuer.clone(),
                     aud: self.audience.clone().map(Audience::One),
                 };

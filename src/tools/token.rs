@@ -53,6 +53,7 @@ pub fn mint(rules: &Rules, t: &TokenRequest) -> Result<String, String> {
         symbols: t.symbols.clone(),
         publish: t.publish,
         exp: now + t.ttl,
+        nbf: None,
         iss: rules.auth.issuer.clone(),
         aud: rules.auth.audience.clone().map(Audience::One),
     };

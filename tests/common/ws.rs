@@ -42,6 +42,7 @@ pub fn token(
         symbols: symbols.map(|s| s.iter().map(|s| s.to_string()).collect()),
         publish,
         exp: (unix_now() + ttl_s).max(0) as u64,
+        nbf: None,
         iss: None,
         aud: None,
     };

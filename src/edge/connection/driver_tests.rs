@@ -96,6 +96,7 @@ fn token() -> String {
         symbols: None,
         publish: false,
         exp: super::super::requests::unix_now() + 600,
+        nbf: None,
         iss: None,
         aud: None,
     };

@@ -103,6 +103,7 @@ fn on_setup(
         Err(e) => {
             telemetry::edge_auth_failure(match e {
                 AuthError::Expired => "expired",
+                AuthError::NotYetValid => "not_yet_valid",
                 AuthError::BadSignature => "bad_signature",
                 AuthError::WrongAlgorithm(..) => "wrong_algorithm",
                 AuthError::Malformed(_) => "malformed",
