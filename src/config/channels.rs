@@ -204,6 +204,21 @@ fn parse_channel(
                 path,
                 format!("its topic {topic:?} is not a valid Kafka topic name"),
             );
+        } else {
+            let latest = crate::kafka::latest_topic(topic);
+            if latest == k.raw_topic || latest == k.dead_letter_topic {
+                w.error(
+                    path,
+                    format!(
+                        "its latest-price topic {latest} collides with the raw or dead-letter topic"
+                    ),
+                );
+            } else if !valid_topic_name(&latest) {
+                w.error(
+                    path,
+                    format!("its latest-price topic {latest:?} is not a valid Kafka topic name (too long?)"),
+                );
+            }
         }
     }
 

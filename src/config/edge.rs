@@ -67,10 +67,6 @@ pub struct EdgeSettings {
     pub max_lag_records: usize,
     /// Records kept in memory per partition for snapshots and resume; older ones come from Kafka.
     pub history_per_partition: usize,
-    /// At start, how far back (records per partition) the edge reads to learn the latest price
-    /// of every symbol for snapshots, so that symbols that rarely tick are not missing. At least
-    /// `history_per_partition`; only the last `history_per_partition` are kept.
-    pub snapshot_lookback_records: usize,
     /// A write batch that the client has not taken within this long gets the connection dropped.
     pub write_timeout_ms: u64,
     /// The server pings this often; a peer silent for two intervals is dropped.
@@ -101,7 +97,6 @@ impl Default for EdgeSettings {
             messages_per_second: 100,
             max_lag_records: 4096,
             history_per_partition: 10_000,
-            snapshot_lookback_records: 1_000_000,
             write_timeout_ms: 10_000,
             heartbeat_ms: 15_000,
             setup_timeout_ms: 10_000,
@@ -241,7 +236,10 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "messages_per_second" => e.messages_per_second = n as u32,
             "max_lag_records" => e.max_lag_records = u,
             "history_per_partition" => e.history_per_partition = u,
-            "snapshot_lookback_records" => e.snapshot_lookback_records = u,
+            "snapshot_lookback_records" => tracing::warn!(
+                "edge.snapshot_lookback_records is no longer used and can be removed: an edge \
+                 learns every symbol's latest price from the channel's latest-price topic"
+            ),
             "write_timeout_ms" => e.write_timeout_ms = ms,
             "heartbeat_ms" => e.heartbeat_ms = ms,
             "setup_timeout_ms" => e.setup_timeout_ms = ms,

@@ -127,12 +127,7 @@ pub async fn start(
         .map(|(c, n)| TopicLog::new(&c.name, &c.topic, *n))
         .collect();
     let settings = current.edge.clone();
-    let hub = Arc::new(Hub::new(
-        logs,
-        symbols,
-        settings.history_per_partition,
-        settings.snapshot_lookback_records,
-    ));
+    let hub = Arc::new(Hub::new(logs, symbols, settings.history_per_partition));
     let kafka = opts.kafka.clone();
     let hub2 = hub.clone();
     let (consumer, targets) =

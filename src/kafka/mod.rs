@@ -1,15 +1,18 @@
 //! The only module that builds rdkafka clients ([`clients`]): typed settings plus a passthrough
-//! of any librdkafka option ([`settings`]), topic creation and metadata ([`topics`]), "read a
+//! of any librdkafka option ([`settings`]), topic creation and metadata ([`topics`]), the latest-price topics' names and headers
+//! ([`latest`]), "read a
 //! partition to its end" ([`read`]), and what a failure keeps ([`failure`]).
 
 pub mod clients;
 pub mod failure;
+pub mod latest;
 pub mod read;
 pub mod settings;
 pub mod topics;
 
 pub(crate) use failure::ctx;
 pub use failure::{KafkaFailure, Result, shown};
+pub use latest::latest_topic;
 pub use read::{ReadFrom, read_range, read_to_end};
 pub use settings::{ADMIN_TIMEOUT, KafkaSettings};
 pub use topics::{ensure_topics, partition_count, partition_count_off_thread};

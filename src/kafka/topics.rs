@@ -47,7 +47,9 @@ pub async fn partition_count_off_thread(
 }
 
 /// Creates each topic that does not exist yet with `partitions` partitions, and checks that the
-/// existing ones have at least that many.
+/// existing ones have at least that many. A topic whose name ends in
+/// [`LATEST_SUFFIX`](super::latest::LATEST_SUFFIX) is created compacted
+/// ([`LATEST_TOPIC_CONFIG`](super::latest::LATEST_TOPIC_CONFIG)).
 pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[String],
@@ -74,7 +76,16 @@ pub async fn ensure_topics(
     }
     let new: Vec<NewTopic<'_>> = missing
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .map(|t| {
+            let new = NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor));
+            if t.ends_with(super::latest::LATEST_SUFFIX) {
+                super::latest::LATEST_TOPIC_CONFIG
+                    .iter()
+                    .fold(new, |n, (k, v)| n.set(k, v))
+            } else {
+                new
+            }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let results = admin

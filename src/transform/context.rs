@@ -13,9 +13,10 @@ use rdkafka::producer::Producer;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use super::delivery::{Fatal, OutputProducer, create_producer, flush};
+use super::delivery::{Fatal, OutputProducer, create_producer};
+use super::latest::LatestBook;
 use super::options::{TransformOptions, max_poll_interval};
 use super::resume::{self, PartitionResume};
 use crate::config::{Delivery, Rules};
@@ -45,6 +46,9 @@ pub struct WorkerContext {
     pub events: Mutex<Vec<AssignmentEvent>>,
     pub has_events: AtomicBool,
     pub fatal: Arc<Fatal>,
+    /// The newest record per symbol of each channel, written to the latest-price topics at
+    /// every checkpoint.
+    pub latest: Arc<LatestBook>,
     pub ready: Arc<crate::ready::ReadyFlag>,
     pub delivery: Delivery,
     pub group_id: String,
@@ -78,6 +82,7 @@ impl WorkerContext {
         rules: &Rules,
         producer: Arc<OutputProducer>,
         fatal: Arc<Fatal>,
+        latest: Arc<LatestBook>,
         ready: Arc<crate::ready::ReadyFlag>,
     ) -> WorkerContext {
         let delivery = rules.kafka.delivery;
@@ -90,6 +95,7 @@ impl WorkerContext {
             events: Default::default(),
             has_events: AtomicBool::new(false),
             fatal,
+            latest,
             ready,
             delivery,
             group_id: opts.group_id.clone(),
@@ -127,53 +133,6 @@ impl WorkerContext {
             .insert(partition, offset + 1);
     }
 
-    /// Commits the raw offsets of the records handled so far, once all their output is
-    /// acknowledged. Never commits after a failed delivery.
-    ///
-    /// The offsets are taken before the flush and committed as an explicit list: librdkafka's
-    /// stored offsets are read later on its own thread, by when the loop has moved past
-    /// records whose output is only queued, and a commit covering those loses them on a crash.
-    pub fn checkpoint(&self, consumer: &BaseConsumer<WorkerContext>, mode: CommitMode) -> bool {
-        let offsets = self.offsets();
-        if self.delivery == Delivery::Transactional {
-            return self.commit_transaction(consumer, offsets);
-        }
-        if let Err(left) = flush(&self.producer.load(), OUTPUT_STALL_LIMIT) {
-            self.fatal.set(format!(
-                "{left} output records not acknowledged within {OUTPUT_STALL_LIMIT:?}"
-            ));
-        }
-        if self.fatal.is_set() {
-            return false;
-        }
-        if offsets.count() == 0 {
-            return true;
-        }
-        match consumer.commit(&offsets, mode) {
-            Ok(()) => true,
-            Err(e) => {
-                // Not fatal: the commit is only a lower bound for the resume rule.
-                debug!("offset commit failed: {e}");
-                false
-            }
-        }
-    }
-
-    /// The positions of the records handled so far, as offsets to commit.
-    pub fn offsets(&self) -> TopicPartitionList {
-        let mut offsets = TopicPartitionList::new();
-        for (partition, next) in self
-            .positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ =
-                offsets.add_partition_offset(&self.raw_topic, *partition, Offset::Offset(*next));
-        }
-        offsets
-    }
-
     /// The assignment is gone without a clean handover (the group expelled this worker: a
     /// stalled process, a missed session): another worker may already be writing these
     /// partitions from what it found in the outputs. Whatever this worker still holds must not
@@ -194,6 +153,7 @@ impl WorkerContext {
         match create_producer(
             &self.kafka,
             self.fatal.clone(),
+            self.latest.clone(),
             self.delivery,
             &self.group_id,
         ) {

@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tracing::{error, warn};
 
+use super::latest::LatestBook;
 use crate::config::Delivery;
 use crate::kafka::KafkaSettings;
 use crate::telemetry;
@@ -85,9 +86,11 @@ pub fn classify(error: Option<&KafkaError>, offset: i64) -> Outcome {
 }
 
 /// Producer callbacks: a delivery that failed for good stops the worker (so nothing is
-/// committed past it and the resume rule rewrites it after a restart).
+/// committed past it and the resume rule rewrites it after a restart); one that succeeded goes
+/// to the latest-price book. Each record carries the book's generation as its opaque.
 pub struct DeliveryContext {
     pub fatal: Arc<Fatal>,
+    pub latest: Arc<LatestBook>,
     /// In a transaction a failed record fails the commit, which aborts and rewinds: not fatal.
     pub transactional: bool,
 }
@@ -95,13 +98,23 @@ pub struct DeliveryContext {
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, generation: usize) {
         let (delivery, topic, partition) = match result {
             Ok(m) => (classify(None, m.offset()), m.topic(), m.partition()),
             Err((e, m)) => (classify(Some(e), m.offset()), m.topic(), m.partition()),
         };
+        if let (Outcome::Written, Ok(m)) = (&delivery, result) {
+            self.latest.delivered(
+                generation,
+                topic,
+                partition,
+                m.offset(),
+                m.key(),
+                m.payload(),
+            );
+        }
         if let Outcome::Failed(why) = delivery {
             telemetry::produce_error();
             if self.transactional {
@@ -124,6 +137,7 @@ pub type OutputProducer = ThreadedProducer<DeliveryContext>;
 pub fn create_producer(
     kafka: &KafkaSettings,
     fatal: Arc<Fatal>,
+    latest: Arc<LatestBook>,
     delivery: Delivery,
     group_id: &str,
 ) -> Result<OutputProducer, crate::kafka::KafkaFailure> {
@@ -133,6 +147,7 @@ pub fn create_producer(
         id.as_deref(),
         DeliveryContext {
             fatal,
+            latest,
             transactional,
         },
     )?;

@@ -5,9 +5,11 @@
 //! partition number, with the raw offset and the rules version in headers. Exactly-once output
 //! comes from an idempotent producer plus the resume rule in [`resume`].
 
+mod checkpoint;
 mod context;
 mod delivery;
 pub mod encode;
+mod latest;
 pub mod options;
 mod output;
 pub mod process;

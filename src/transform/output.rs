@@ -89,7 +89,7 @@ pub enum Send {
 pub fn send<'a>(
     producer: &OutputProducer,
     consumer: &RawConsumer,
-    mut record: BaseRecord<'a, [u8], [u8]>,
+    mut record: BaseRecord<'a, [u8], [u8], usize>,
 ) -> Result<(), Send> {
     let mut deadline = None;
     loop {
@@ -137,4 +137,17 @@ pub fn send<'a>(
             }
         }
     }
+}
+
+/// Sends the latest-price records of the symbols that changed since the last checkpoint (their
+/// channel records are acknowledged by now). The caller waits for them (flush or commit)
+/// before it commits the raw offsets.
+pub fn write_latest(producer: &OutputProducer, consumer: &RawConsumer) -> Result<usize, Send> {
+    let book = &consumer.context().latest;
+    let pending = book.take_dirty();
+    let generation = book.generation();
+    for p in &pending {
+        send(producer, consumer, p.record(generation))?;
+    }
+    Ok(pending.len())
 }

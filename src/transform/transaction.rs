@@ -14,7 +14,8 @@ use rdkafka::producer::Producer;
 use tracing::{info, warn};
 
 use super::context::{AssignmentEvent, WorkerContext};
-use super::delivery::{TRANSACTION_TIMEOUT, create_producer};
+use super::delivery::{OutputProducer, TRANSACTION_TIMEOUT, create_producer, flush};
+use super::output::{Send, write_latest};
 use crate::telemetry;
 
 /// A producer is replaced at most this often.
@@ -62,9 +63,11 @@ impl WorkerContext {
         telemetry::produce_error();
         warn!("the transactional producer failed for good ({e}): replacing it");
         self.txn_open.store(false, Ordering::Release);
+        self.latest.aborted();
         match create_producer(
             &self.kafka,
             self.fatal.clone(),
+            self.latest.clone(),
             self.delivery,
             &self.group_id,
         ) {
@@ -97,6 +100,14 @@ impl WorkerContext {
         };
         if offsets.count() == 0 {
             // Output without offsets would commit without the group's fencing: never.
+            self.abort_and_rewind(consumer);
+            return false;
+        }
+        // The latest prices go into this transaction, naming the offsets its channel records
+        // got: wait for those first (the commit would wait for them anyway).
+        if let Err(e) = self.add_latest(consumer, &producer) {
+            telemetry::produce_error();
+            warn!("{e}: aborting the transaction and pricing again");
             self.abort_and_rewind(consumer);
             return false;
         }
@@ -139,12 +150,32 @@ impl WorkerContext {
         if !self.txn_open.swap(false, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = self.producer.load().abort_transaction(TRANSACTION_TIMEOUT) {
+        let aborted = self.producer.load().abort_transaction(TRANSACTION_TIMEOUT);
+        self.latest.aborted();
+        if let Err(e) = aborted {
             // A fenced producer (the coordinator already aborted this transaction, after an
             // outage longer than transaction.timeout.ms) has nothing left to abort: the next
             // `begin` fails for good and replaces it, and the worker rewinds. Stopping the
             // worker here took a whole process down after a broker outage.
             warn!("aborting a transaction failed: {e}");
+        }
+    }
+
+    /// Sends the latest prices the open transaction changed, once its channel records are
+    /// acknowledged (their offsets known). Costs one produce round trip per transaction.
+    fn add_latest(
+        &self,
+        consumer: &BaseConsumer<WorkerContext>,
+        producer: &OutputProducer,
+    ) -> Result<(), String> {
+        // Every report of the transaction's records, not only those in so far: one coming
+        // after the commit would land in the next transaction, which may abort.
+        flush(producer, TRANSACTION_TIMEOUT)
+            .map_err(|left| format!("{left} output records not acknowledged in time"))?;
+        match write_latest(producer, consumer) {
+            Ok(_) => Ok(()),
+            Err(Send::Failed(e)) => Err(format!("writing the latest prices: {e}")),
+            Err(Send::GaveUp) => Err("the worker gave up its partitions".into()),
         }
     }
 

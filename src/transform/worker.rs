@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::context::{AssignmentEvent, WorkerContext};
 use super::delivery::{Fatal, OutputProducer, create_producer};
+use super::latest::LatestBook;
 use super::options::{TransformError, TransformOptions, output_topics};
 use super::output::{Floors, Send, dead_letter_headers, send};
 use super::process::{ChannelOutput, Processor, RecordMeta};
@@ -25,6 +26,7 @@ use super::resume::{self, RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
 use crate::config::reload::LiveRules;
 use crate::config::{Delivery, Rules};
 use crate::ingest::Reject;
+use crate::kafka::latest_topic;
 use crate::telemetry::{self, LogLimiter};
 
 /// How long reading the ends of a reload's new outputs may take.
@@ -67,15 +69,24 @@ pub(super) fn run_loop(
 ) -> Result<(), TransformError> {
     let rules = live.load_full();
     let fatal = Arc::new(Fatal::default());
+    let latest = Arc::new(LatestBook::default());
     let delivery = rules.kafka.delivery;
     let producer = Arc::new(create_producer(
         &opts.kafka,
         fatal.clone(),
+        latest.clone(),
         delivery,
         &opts.group_id,
     )?);
     let dead_letter_topic = opts.dead_letter_topic(&rules);
-    let context = WorkerContext::new(&opts, &rules, producer.clone(), fatal.clone(), ready);
+    let context = WorkerContext::new(
+        &opts,
+        &rules,
+        producer.clone(),
+        fatal.clone(),
+        latest,
+        ready,
+    );
     let consumer: RawConsumer = opts.kafka.group_consumer(&opts.group_id, context)?;
     consumer
         .subscribe(&[rules.kafka.raw_topic.as_str()])
@@ -178,9 +189,12 @@ impl Loop {
         let kafka = self.opts.kafka.clone();
         let mut topics: Vec<String> = outputs.clone();
         topics.push(self.dead_letter_topic.clone());
+        let latest: Vec<String> = outputs.iter().map(|t| latest_topic(t)).collect();
         let rf = rules.kafka.replication_factor;
+        let every: Vec<String> = topics.iter().chain(&latest).cloned().collect();
         self.runtime
-            .block_on(crate::kafka::ensure_topics(&kafka, &topics, partitions, rf))?;
+            .block_on(crate::kafka::ensure_topics(&kafka, &every, partitions, rf))?;
+        consumer.context().latest.track(&outputs);
         self.floor_new_outputs(&topics, consumer.context())?;
         *consumer
             .context()
@@ -310,6 +324,7 @@ impl Loop {
         let mut offset_buf = itoa::Buffer::new();
         let offset_text = offset_buf.format(offset);
         let producer = &self.producer;
+        let generation = consumer.context().latest.generation();
         let sinks = &self.sinks;
         let log = &mut self.log;
         let mut send_error = None;
@@ -335,7 +350,7 @@ impl Loop {
                                     key: RULES_VERSION_HEADER,
                                     value: Some(version),
                                 });
-                            let record = BaseRecord::to(&sink.topic)
+                            let record = BaseRecord::with_opaque_to(&sink.topic, generation)
                                 .partition(partition)
                                 .key(key)
                                 .payload(value)
@@ -404,7 +419,8 @@ impl Loop {
             return Ok(());
         }
         let headers = dead_letter_headers(m, &self.rules.version, code, &detail);
-        let mut record = BaseRecord::to(&self.dead_letter_topic)
+        let generation = consumer.context().latest.generation();
+        let mut record = BaseRecord::with_opaque_to(&self.dead_letter_topic, generation)
             .partition(m.partition())
             .payload(m.payload().unwrap_or_default())
             .headers(headers);

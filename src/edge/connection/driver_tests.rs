@@ -50,7 +50,7 @@ fn node() -> Arc<Edge> {
     };
     let topic = TopicLog::new("vip", "prices.vip", 1);
     topic.partitions[0].start_at(0, -1);
-    let hub = Arc::new(Hub::new(vec![topic], Symbols::default(), 1000, 1000));
+    let hub = Arc::new(Hub::new(vec![topic], Symbols::default(), 1000));
     hub.set_caught_up();
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(rules.clone()));
     let publisher = Publisher::new(&kafka, live.clone(), Duration::from_secs(60)).unwrap();

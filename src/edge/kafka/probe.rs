@@ -104,7 +104,7 @@ fn discover(
             }
         };
         let log = TopicLog::new(&c.name, &c.topic, count);
-        match position(client, &log, hub.read_back) {
+        match position(client, &log, hub.history, &hub.symbols) {
             Ok(ends) => {
                 found.insert(c.name.clone());
                 let _ = added.send(NewTopic {

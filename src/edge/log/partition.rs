@@ -72,6 +72,20 @@ impl PartitionLog {
         self.end.store(offset, Ordering::Release);
     }
 
+    /// The latest price of symbols from before the start (from the latest-price topic), where
+    /// memory holds nothing newer.
+    pub fn seed_latest(&self, entries: Vec<Entry>) {
+        let mut g = self.inner.write().expect("partition lock");
+        for e in entries {
+            if g.latest
+                .get(&e.symbol)
+                .is_none_or(|held| held.offset < e.offset)
+            {
+                g.latest.insert(e.symbol, e);
+            }
+        }
+    }
+
     /// The offset of the last record read (or the last one before the start).
     pub fn previous(&self) -> i64 {
         self.inner.read().expect("partition lock").previous

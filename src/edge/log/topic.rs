@@ -66,16 +66,14 @@ pub type Topics = FxHashMap<String, Arc<TopicLog>>;
 pub struct Hub {
     topics: ArcSwap<Topics>,
     pub symbols: Symbols,
+    /// Records kept per partition, and how far before its end the reader starts each one.
     pub history: usize,
-    /// How far before its end the reader starts each partition: enough for snapshots to know
-    /// every symbol that ticked in `snapshot_lookback_records`, and at least `history`.
-    pub read_back: usize,
     caught_up: Arc<crate::ready::ReadyFlag>,
     pub records_in: AtomicU64,
 }
 
 impl Hub {
-    pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize, lookback: usize) -> Hub {
+    pub fn new(topics: Vec<TopicLog>, symbols: Symbols, history: usize) -> Hub {
         Hub {
             topics: ArcSwap::from_pointee(
                 topics
@@ -85,7 +83,6 @@ impl Hub {
             ),
             symbols,
             history,
-            read_back: history.max(lookback),
             caught_up: Default::default(),
             records_in: AtomicU64::new(0),
         }
