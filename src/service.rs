@@ -82,7 +82,8 @@ pub async fn run(
         let s = slot.clone();
         ready.push(ReadyCheck {
             name: "edge",
-            waiting_for: "reading the channel topics up to their end, with Kafka answering",
+            waiting_for: "reading the channel topics up to their end, with Kafka answering and no \
+                          partition stalled (/stats names it)",
             check: Arc::new(move || s.get().is_some_and(|e| e.ready())),
         });
     }

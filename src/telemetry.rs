@@ -34,6 +34,9 @@ pub const EDGE_RESUMES: &str = "pricefeed_edge_resumes_total";
 pub const EDGE_PUBLISHED: &str = "pricefeed_edge_published_total";
 pub const EDGE_BAD_RECORDS: &str = "pricefeed_edge_bad_records_total";
 pub const EDGE_INFO: &str = "pricefeed_edge_info";
+pub const EDGE_PARTITION_LAG: &str = "pricefeed_edge_partition_lag_records";
+pub const EDGE_PARTITION_IDLE: &str = "pricefeed_edge_partition_idle_seconds";
+pub const EDGE_PARTITION_STALLS: &str = "pricefeed_edge_partition_stalls_total";
 
 /// How log lines are written (`--log-format`, `PRICEFEED_LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -154,6 +157,21 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         EDGE_BAD_RECORDS,
         "Channel-topic records the edge could not serve (no key, not a JSON object)."
+    );
+    describe_gauge!(
+        EDGE_PARTITION_LAG,
+        "Per channel partition: records Kafka has (up to the last stable offset) that the edge \
+         has not read yet, at the last check."
+    );
+    describe_gauge!(
+        EDGE_PARTITION_IDLE,
+        "Per channel partition: how long the edge's position has not moved while Kafka had newer \
+         records (0 when caught up)."
+    );
+    describe_counter!(
+        EDGE_PARTITION_STALLS,
+        "Per channel partition: stalls found (not advancing for [edge] stall_after_ms while Kafka \
+         had newer records); each makes the reader re-seek the partition."
     );
     describe_gauge!(
         EDGE_INFO,
@@ -307,6 +325,20 @@ pub fn edge_published(status: &'static str) {
 
 pub fn edge_bad_record(channel: &str) {
     counter!(EDGE_BAD_RECORDS, "channel" => channel.to_string()).increment(1);
+}
+
+/// One check of a partition's reading progress.
+pub fn edge_partition_progress(channel: &str, partition: usize, lag: i64, idle_ms: u64) {
+    let p = partition.to_string();
+    gauge!(EDGE_PARTITION_LAG, "channel" => channel.to_string(), "partition" => p.clone())
+        .set(lag as f64);
+    gauge!(EDGE_PARTITION_IDLE, "channel" => channel.to_string(), "partition" => p)
+        .set(idle_ms as f64 / 1000.0);
+}
+
+pub fn edge_partition_stall(channel: &str, partition: usize) {
+    counter!(EDGE_PARTITION_STALLS, "channel" => channel.to_string(), "partition" => partition.to_string())
+        .increment(1);
 }
 
 pub fn edge_info(node: &str) {

@@ -155,6 +155,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         demo: e.demo,
         hs256_secret: None,
         api_keys: None,
+        stall_fault: None,
     };
     let transform_opts = |w: WorkerArgs, channel: Option<String>| TransformOptions {
         kafka: kafka.clone(),

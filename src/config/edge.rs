@@ -86,6 +86,11 @@ pub struct EdgeSettings {
     /// the window. 0: every batch the reader reads wakes them at once. Costs up to this much
     /// latency; saves CPU at low rates with many clients (docs/benchmarks.md).
     pub coalesce_ms: u64,
+    /// A partition whose position has not moved for this long while Kafka had newer records is
+    /// stalled: logged, counted, and re-seeked by the reader (again every this long).
+    pub stall_after_ms: u64,
+    /// A stall that lasts this long makes `/readyz` answer not ready.
+    pub stall_unready_after_ms: u64,
 }
 
 impl Default for EdgeSettings {
@@ -104,6 +109,8 @@ impl Default for EdgeSettings {
             shutdown_grace_ms: 5_000,
             send_buffer_bytes: 256 * 1024,
             coalesce_ms: 0,
+            stall_after_ms: 5_000,
+            stall_unready_after_ms: 15_000,
         }
     }
 }
@@ -203,7 +210,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
     let Some(table) = value.and_then(|v| w.table("edge", v)) else {
         return e;
     };
-    const KEYS: [(&str, i64, i64); 14] = [
+    const KEYS: [(&str, i64, i64); 16] = [
         ("max_connections", 1, 10_000_000),
         ("max_frame_bytes", 256, 16 << 20),
         ("max_subscriptions", 1, 10_000),
@@ -218,6 +225,8 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
         ("shutdown_grace_ms", 0, 600_000),
         ("send_buffer_bytes", 0, 64 << 20),
         ("coalesce_ms", 0, 1_000),
+        ("stall_after_ms", 500, 3_600_000),
+        ("stall_unready_after_ms", 500, 86_400_000),
     ];
     let names: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
     w.only_keys("edge", table, &names);
@@ -246,6 +255,8 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "dedup_window_ms" => e.dedup_window_ms = ms,
             "send_buffer_bytes" => e.send_buffer_bytes = u,
             "coalesce_ms" => e.coalesce_ms = ms,
+            "stall_after_ms" => e.stall_after_ms = ms,
+            "stall_unready_after_ms" => e.stall_unready_after_ms = ms,
             _ => e.shutdown_grace_ms = ms,
         }
     }

@@ -132,7 +132,7 @@ impl Edge {
 
     /// Ready: every partition was read to the end it had at start, and Kafka answers.
     pub fn ready(&self) -> bool {
-        self.hub.caught_up() && !self.kafka_error.load(Ordering::Acquire)
+        self.hub.caught_up() && !self.kafka_error.load(Ordering::Acquire) && !self.hub.stalled()
     }
 
     /// A thread of this edge, joined by [`Edge::drain`].

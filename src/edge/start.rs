@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::reload::LiveRules;
 use crate::edge::auth::{self, ApiKeys, Verifier};
 use crate::edge::demo::DemoSigner;
+use crate::edge::kafka::recover::StallFault;
 use crate::edge::kafka::replay::ReplayPool;
 use crate::edge::kafka::{position, probe, reader};
 use crate::edge::log::symbols::Symbols;
@@ -39,6 +40,9 @@ pub struct EdgeOptions {
     /// The HTTP publish API keys as `name:key,…`, for a program that embeds the edge (`None`:
     /// the environment variable `[auth] api_keys_env`).
     pub api_keys: Option<String>,
+    /// Fault injection for tests: stall one partition's fetching ([`StallFault`]).
+    #[doc(hidden)]
+    pub stall_fault: Option<StallFault>,
 }
 
 /// Everything but the secret, which is never printed.
@@ -197,7 +201,10 @@ pub async fn start(
         })?;
     edge.track_thread(probe);
     let (reader_hub, reader_error) = (edge.hub.clone(), edge.kafka_error.clone());
-    let coalesce = Duration::from_millis(edge.settings.coalesce_ms);
+    let reader_opts = reader::ReaderOptions {
+        coalesce: Duration::from_millis(edge.settings.coalesce_ms),
+        fault: opts.stall_fault.clone(),
+    };
     let reader_shutdown = shutdown.clone();
     let reader = std::thread::Builder::new()
         .name("edge-reader".into())
@@ -208,7 +215,7 @@ pub async fn start(
                 reader_hub,
                 reader_error,
                 added_rx,
-                coalesce,
+                reader_opts,
                 reader_shutdown,
             )
         })

@@ -35,6 +35,26 @@ pub struct TopicStats {
     pub subscribers: usize,
     /// Per partition, the last seqNo (Kafka offset) this edge has read; −1 when none.
     pub last_seq_no: BTreeMap<String, i64>,
+    /// Per partition, how the edge keeps up with Kafka, as of the last check (about every
+    /// second).
+    pub reading: BTreeMap<String, PartitionReading>,
+}
+
+/// How the edge keeps up with one partition.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionReading {
+    /// The next offset the edge's reader will read.
+    pub position: i64,
+    /// The partition's end in Kafka (its last stable offset).
+    pub end: i64,
+    /// Records Kafka has that the edge has not read: `end − position`.
+    pub lag: i64,
+    /// How long the position has not moved while Kafka had newer records, in ms.
+    pub idle_ms: u64,
+    /// Not advancing for `[edge] stall_after_ms` while Kafka has newer records: the reader
+    /// re-seeks it.
+    pub stalled: bool,
 }
 
 /// `POST /publish`: one raw price for the raw topic.

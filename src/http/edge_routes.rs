@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Json, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::bodies::{PublishAck, PublishRequest, Stats, TopicStats};
+use super::bodies::{PartitionReading, PublishAck, PublishRequest, Stats, TopicStats};
 use super::problem::Problem;
 use super::upgrade;
 use crate::edge::connection::driver;
@@ -150,6 +150,22 @@ fn stats_body(edge: &Edge) -> Stats {
                 .iter()
                 .enumerate()
                 .map(|(p, log)| (p.to_string(), log.next() - 1))
+                .collect(),
+            reading: t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(p, log)| {
+                    let r = log.progress.reading();
+                    let reading = PartitionReading {
+                        position: r.position,
+                        end: r.end,
+                        lag: r.lag,
+                        idle_ms: r.idle_ms,
+                        stalled: r.stalled,
+                    };
+                    (p.to_string(), reading)
+                })
                 .collect(),
         })
         .collect();

@@ -71,6 +71,7 @@ impl Service {
             demo: false,
             hs256_secret: Some(ws::SECRET.to_string()),
             api_keys: None,
+            stall_fault: None,
         });
         let mut edge = edge;
         if let Some(e) = edge.as_mut() {

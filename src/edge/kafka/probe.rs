@@ -1,7 +1,10 @@
-//! The edge's second Kafka client, on its own thread (`edge-probe`): every few seconds it checks
-//! that Kafka answers (for `/readyz`), and every second, when the edge serves every channel, it
-//! looks for channels added to channels.toml, positions their topics and hands them to the
-//! [reader](super::reader). Everything here may wait on Kafka; the reader never does.
+//! The edge's second Kafka client, on its own thread (`edge-probe`): about every second it asks
+//! Kafka for the end of every partition the edge serves, which tells whether Kafka answers (for
+//! `/readyz`) and whether the reader keeps up
+//! ([`Progress`](crate::edge::log::progress::Progress): lag, stalls, re-seeks); and every
+//! second, when the edge serves every channel, it looks for channels added to channels.toml,
+//! positions their topics and hands them to the [reader](super::reader). Everything here may
+//! wait on Kafka; the reader never does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,18 +17,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::position::position;
 use super::reader::NewTopic;
+use crate::config::EdgeSettings;
 use crate::config::reload::LiveRules;
+use crate::edge::log::progress::Event;
 use crate::edge::log::topic::{Hub, TopicLog};
 use crate::kafka::{self, KafkaSettings};
+use crate::telemetry;
 use crate::telemetry::LogLimiter;
 
-/// How often the edge checks that Kafka answers.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the edge checks the partitions: a fifth of `stall_after_ms`, within these bounds.
+const CHECK_EVERY_MIN: Duration = Duration::from_millis(100);
+const CHECK_EVERY_MAX: Duration = Duration::from_secs(1);
 
 /// How often the edge looks for channels added to channels.toml (when it serves every channel).
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Checks every [`PROBE_INTERVAL`] that Kafka answers (for `/readyz`) and, when the edge serves
+/// Checks the partitions about every second (Kafka answers? the reader keeps up?) and, when the edge serves
 /// every channel, every [`DISCOVERY_INTERVAL`] whether channels.toml gained a channel whose topic
 /// exists (handed to the reader on `added`). It has a client of its own on its own thread: a
 /// slow answer (a metadata request can block for seconds) must never hold the reader, or every
@@ -51,10 +58,15 @@ pub fn probe_loop(
     let mut limiter = LogLimiter::new(Duration::from_secs(30));
     let mut next_probe = Instant::now();
     let mut next_discovery = Instant::now();
+    let clock = Instant::now();
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_probe {
-            next_probe = Instant::now() + PROBE_INTERVAL;
-            probe(&client, &hub, &kafka_error);
+            let edge = rules.load().edge.clone();
+            let every = Duration::from_millis(edge.stall_after_ms / 5)
+                .clamp(CHECK_EVERY_MIN, CHECK_EVERY_MAX);
+            next_probe = Instant::now() + every;
+            let now_ms = clock.elapsed().as_millis() as u64;
+            check(&client, &hub, &kafka_error, &edge, now_ms);
         }
         if serves_every_channel && Instant::now() >= next_discovery {
             next_discovery = Instant::now() + DISCOVERY_INTERVAL;
@@ -121,19 +133,49 @@ fn discover(
     }
 }
 
-fn probe(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool) {
+/// Asks Kafka for the end of every partition (for this read_committed client, the last stable
+/// offset: an open transaction is not a stall) and checks the reader's progress against it.
+fn check(consumer: &BaseConsumer, hub: &Hub, error: &AtomicBool, s: &EdgeSettings, now_ms: u64) {
+    let mut unready = false;
     for topic in hub.topics().values() {
-        for p in 0..topic.partitions.len() {
-            if let Err(e) =
-                consumer.fetch_watermarks(&topic.kafka_topic, p as i32, Duration::from_secs(2))
-            {
-                if !error.swap(true, Ordering::AcqRel) {
-                    tracing::warn!("Kafka does not answer the edge: {e}");
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let end = match consumer.fetch_watermarks(
+                &topic.kafka_topic,
+                p as i32,
+                Duration::from_secs(2),
+            ) {
+                Ok((_, end)) => end,
+                Err(e) => {
+                    if !error.swap(true, Ordering::AcqRel) {
+                        tracing::warn!("Kafka does not answer the edge: {e}");
+                    }
+                    return;
                 }
-                return;
+            };
+            let o = log
+                .progress
+                .observe(end, log.next(), now_ms, s.stall_after_ms);
+            telemetry::edge_partition_progress(&topic.channel, p, o.lag, o.idle_ms);
+            let (channel, lag, idle_ms) = (&topic.channel, o.lag, o.idle_ms);
+            match o.event {
+                Event::None => {}
+                Event::Stalled => {
+                    telemetry::edge_partition_stall(channel, p);
+                    tracing::warn!(%channel, partition = p, lag, idle_ms, "a partition stopped advancing while Kafka has newer records: re-seeking it");
+                }
+                Event::Reseek => {
+                    tracing::warn!(%channel, partition = p, lag, idle_ms, "a partition is still stalled: re-seeking it again");
+                }
+                Event::Recovered { stalled_for_ms } => {
+                    tracing::info!(%channel, partition = p, stalled_for_ms, "a stalled partition advances again");
+                }
+            }
+            if lag > 0 && idle_ms >= s.stall_unready_after_ms {
+                unready = true;
             }
         }
     }
+    hub.set_stalled(unready);
     if error.swap(false, Ordering::AcqRel) {
         tracing::info!("Kafka answers the edge again");
     }

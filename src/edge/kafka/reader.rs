@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use tokio_util::sync::CancellationToken;
 
 use super::position::{Targets, add_to_assignment};
+use super::recover::{Recovery, StallFault};
 use crate::edge::log::entry::{Entry, encode_entry};
 use crate::edge::log::topic::{Hub, TopicLog};
 use crate::telemetry::{self, LogLimiter};
@@ -98,17 +99,26 @@ impl WakeSchedule {
     }
 }
 
+/// How the reader runs.
+pub struct ReaderOptions {
+    /// Sessions are woken at most once per this (0: after every batch).
+    pub coalesce: Duration,
+    /// Fault injection for tests.
+    pub fault: Option<StallFault>,
+}
+
 /// Reads until `shutdown`; run it on a blocking thread. Topics sent on `added` are read too.
-/// Sessions are woken at most once per `coalesce` (0: after every batch).
 pub fn run(
     consumer: BaseConsumer,
     targets: Targets,
     hub: Arc<Hub>,
     kafka_error: Arc<AtomicBool>,
     added: Receiver<NewTopic>,
-    coalesce: Duration,
+    opts: ReaderOptions,
     shutdown: CancellationToken,
 ) {
+    let coalesce = opts.coalesce;
+    let mut recovery = Recovery::new(opts.fault);
     let mut topics: Vec<Reading> = hub
         .topics()
         .values()
@@ -269,6 +279,7 @@ pub fn run(
         if !joining.is_empty() {
             join_read_topics(&consumer, &hub, &mut joining, &mut limiter);
         }
+        recovery.tick(&consumer, topics.iter().map(|t| &t.log), hub.caught_up());
     }
     let _ = consumer.unassign();
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use rustc_hash::FxHashMap;
 
 use super::entry::Entry;
+use super::progress::Progress;
 use super::symbols::{SymbolId, SymbolSet, passes};
 
 /// What a session finds at its cursor.
@@ -42,6 +43,8 @@ pub struct PartitionLog {
     /// `inner.next`, readable without the lock: a session woken for another partition finds
     /// nothing new here without touching the lock (taking a read lock writes to shared memory).
     end: AtomicI64,
+    /// Whether the reader keeps up with Kafka here.
+    pub progress: Progress,
 }
 
 /// Per-session limits on one pull.

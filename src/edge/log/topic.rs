@@ -1,7 +1,7 @@
 //! The channel topics an edge serves: per topic its partitions and the sessions to wake when
 //! records arrive; the [`Hub`] holds them all.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -69,6 +69,8 @@ pub struct Hub {
     /// Records kept per partition, and how far before its end the reader starts each one.
     pub history: usize,
     caught_up: Arc<crate::ready::ReadyFlag>,
+    /// A partition has been stalled for `[edge] stall_unready_after_ms`.
+    stalled: AtomicBool,
     pub records_in: AtomicU64,
 }
 
@@ -84,6 +86,7 @@ impl Hub {
             symbols,
             history,
             caught_up: Default::default(),
+            stalled: AtomicBool::new(false),
             records_in: AtomicU64::new(0),
         }
     }
@@ -114,6 +117,15 @@ impl Hub {
 
     pub fn set_caught_up(&self) {
         self.caught_up.set(true);
+    }
+
+    /// Set by the probe: some partition has been stalled for `[edge] stall_unready_after_ms`.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Release);
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 
     /// True once every partition has been read to the end it had at start.
