@@ -239,7 +239,7 @@ pub async fn connect(port: u16, path: &str) -> std::io::Result<(TcpStream, Vec<u
 }
 
 /// The opcode, header length and payload length of the complete frame at the start of `buf`.
-fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
+pub fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
     if buf.len() < 2 {
         return None;
     }

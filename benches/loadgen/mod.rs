@@ -10,6 +10,8 @@
 
 pub mod client;
 pub mod counters;
+pub mod failover;
+pub mod failover_run;
 pub mod fleet;
 pub mod measure;
 pub mod pricefeed;

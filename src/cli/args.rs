@@ -179,9 +179,10 @@ pub struct EdgeCommandArgs {
 
 #[derive(Args)]
 pub struct WatchArgs {
-    /// The edge's WebSocket endpoint.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    /// The edge's WebSocket endpoint; several, comma-separated, for several edge nodes: the
+    /// next is used (resuming) when one fails.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: Vec<String>,
     /// The token to set up with (default: one signed for user "watch" with the [auth] secret).
     #[arg(long, env = "PRICEFEED_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

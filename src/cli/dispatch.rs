@@ -238,7 +238,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}; or pass --token"))?,
             };
             let opts = crate::tools::watch::WatchOptions {
-                url: w.url,
+                urls: w.url,
                 token,
                 topics,
                 symbols: w.symbols,

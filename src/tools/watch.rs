@@ -1,7 +1,10 @@
 //! `pricefeed watch`: a terminal WebSocket client of the edge, for demos and operations. It
 //! sets up with a token, subscribes, and prints snapshots and prices as they arrive, with the
-//! seqNo and the latency from the price's source timestamp.
+//! seqNo and the latency from the price's source timestamp. Given several edge nodes, it moves to
+//! the next when its connection ends and resumes there; it counts gaps and duplicates and prints
+//! the counts when it stops.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
@@ -10,8 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 pub struct WatchOptions {
-    /// e.g. `ws://127.0.0.1:8080/ws`
-    pub url: String,
+    /// The edge nodes, e.g. `ws://127.0.0.1:8080/ws`: the first is used until it fails, then
+    /// the next, and so on (resuming where the last one left off).
+    pub urls: Vec<String>,
     pub token: String,
     pub topics: Vec<String>,
     pub symbols: Option<Vec<String>>,
@@ -28,6 +32,9 @@ pub enum WatchError {
     #[error("connection lost: {0}")]
     Lost(String),
 }
+
+/// How long `watch` keeps trying the nodes after losing its connection.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -52,27 +59,131 @@ fn line(kind: &str, topic: &str, p: &Value) -> String {
     )
 }
 
+/// What the client has taken in, kept across connections: the resume position of every topic,
+/// and the sequence checks.
+#[derive(Default)]
+struct Seen {
+    /// topic → partition → last seqNo.
+    positions: BTreeMap<String, BTreeMap<String, i64>>,
+    prices: u64,
+    gaps: u64,
+    duplicates: u64,
+    failovers: u64,
+    /// The current connection was made (the wait for a node starts again when it ends).
+    connected: bool,
+}
+
+impl Seen {
+    /// A `message`: a duplicate when its seqNo is not past the last one, a gap when its `prev`
+    /// is past it (only without a symbol filter, where every record comes).
+    fn take(&mut self, topic: &str, v: &Value, filtered: bool) -> bool {
+        let (Some(p), Some(seq)) = (v["partition"].as_i64(), v["seqNo"].as_i64()) else {
+            return true;
+        };
+        let last = self
+            .positions
+            .entry(topic.to_string())
+            .or_default()
+            .entry(p.to_string())
+            .or_insert(-1);
+        if seq <= *last {
+            self.duplicates += 1;
+            return false;
+        }
+        let conflated = v["conflated"] == true;
+        if !filtered && !conflated && v["prev"].as_i64().is_some_and(|prev| prev > *last) {
+            self.gaps += 1;
+        }
+        *last = seq;
+        true
+    }
+
+    fn snapshot(&mut self, topic: &str, v: &Value) {
+        let at = self.positions.entry(topic.to_string()).or_default();
+        for (p, seq) in v["upTo"].as_object().into_iter().flatten() {
+            at.insert(p.clone(), seq.as_i64().unwrap_or(-1));
+        }
+    }
+}
+
+/// Watches until `--count` prices, Ctrl-C, or no node answers for [`GIVE_UP_AFTER`]. When the
+/// connection ends, it moves to the next node (backoff with jitter) and resumes there.
 pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<(), WatchError> {
+    let mut seen = Seen::default();
+    let mut node = 0usize;
+    let mut attempt = 0u32;
+    let mut lost_since: Option<std::time::Instant> = None;
+    loop {
+        let url = &opts.urls[node % opts.urls.len()];
+        match session(url, &opts, &mut seen, &shutdown).await {
+            Ok(()) => break,
+            Err(WatchError::Refused(m)) => return Err(WatchError::Refused(m)),
+            Err(e) => {
+                if std::mem::take(&mut seen.connected) {
+                    lost_since = None;
+                    attempt = 0;
+                }
+                let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > GIVE_UP_AFTER || shutdown.is_cancelled() {
+                    return Err(e);
+                }
+                eprintln!("lost      {url}: {e}");
+                if seen.positions.values().any(|p| !p.is_empty()) && opts.urls.len() > 1 {
+                    seen.failovers += 1;
+                }
+                node += 1;
+                attempt += 1;
+                // Every node once at 100 ms, then doubling to 5 s, each with up to 50 % jitter.
+                let round = (attempt - 1) / opts.urls.len() as u32;
+                let base = (100u64 << round.min(6)).min(5000);
+                let wait = base + rand::random::<u64>() % (base / 2 + 1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                }
+                continue;
+            }
+        }
+    }
+    println!(
+        "watched   {} prices, {} gaps, {} duplicates, {} failovers",
+        seen.prices, seen.gaps, seen.duplicates, seen.failovers
+    );
+    Ok(())
+}
+
+/// One connection: setup, subscribe (or resume where `seen` says), and print until done (`Ok`)
+/// or the connection ends (`Err`).
+async fn session(
+    url: &str,
+    opts: &WatchOptions,
+    seen: &mut Seen,
+    shutdown: &CancellationToken,
+) -> Result<(), WatchError> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(opts.url.as_str()),
+        tokio_tungstenite::connect_async(url),
     )
     .await
-    .map_err(|_| WatchError::Connect(opts.url.clone(), "timed out".into()))?
-    .map_err(|e| WatchError::Connect(opts.url.clone(), e.to_string()))?;
+    .map_err(|_| WatchError::Connect(url.to_string(), "timed out".into()))?
+    .map_err(|e| WatchError::Connect(url.to_string(), e.to_string()))?;
+    println!("connected {url}");
+    seen.connected = true;
     let send = |v: Value| Message::text(v.to_string());
     let lost = |e: tokio_tungstenite::tungstenite::Error| WatchError::Lost(e.to_string());
     ws.send(send(json!({"type": "setup", "token": opts.token})))
         .await
         .map_err(lost)?;
     for t in &opts.topics {
-        let mut sub = json!({"type": "subscribe", "topic": t});
+        let mut req = match seen.positions.get(t) {
+            Some(from) if !from.is_empty() => json!({"type": "resume", "topic": t, "from": from}),
+            _ => json!({"type": "subscribe", "topic": t}),
+        };
         if let Some(s) = &opts.symbols {
-            sub["symbols"] = json!(s);
+            req["symbols"] = json!(s);
         }
-        ws.send(send(sub)).await.map_err(lost)?;
+        ws.send(send(req)).await.map_err(lost)?;
     }
-    let mut prices = 0u64;
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -96,20 +207,25 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<(), 
         match v["type"].as_str() {
             Some("ready") => println!("ready     session {} for {}", v["sessionId"], v["user"]),
             Some("subscribed") => println!("subscribed {topic}"),
+            Some("resumed") => println!("resumed   {topic}, {} replayed", v["replayed"]),
             Some("snapshot") => {
+                seen.snapshot(topic, &v);
                 for p in v["prices"].as_array().into_iter().flatten() {
                     println!("{}", line("snapshot", topic, p));
                 }
             }
             Some("message") => {
+                if !seen.take(topic, &v, opts.symbols.is_some()) {
+                    continue;
+                }
                 let kind = if v["conflated"] == true {
                     "conflated"
                 } else {
                     "price"
                 };
                 println!("{}", line(kind, topic, &v));
-                prices += 1;
-                if opts.count.is_some_and(|c| prices >= c) {
+                seen.prices += 1;
+                if opts.count.is_some_and(|c| seen.prices >= c) {
                     break;
                 }
             }

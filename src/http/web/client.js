@@ -3,6 +3,8 @@
 //
 //   import { SubSocket } from "/client.js";
 //   const s = SubSocket.byTopics("ws://127.0.0.1:8080", ["vip"], { token });
+//   // or several edge nodes: it moves to the next when one fails, and resumes there
+//   const s = SubSocket.byTopics(["wss://edge-a.example", "wss://edge-b.example"], ["vip"], { token });
 //   s.on("price", (m) => console.log(m.topic, m.data.symbol, m.data.bid, m.data.ask));
 //
 // It keeps, per topic and partition, the last seqNo it took in (a Kafka offset), and on every
@@ -38,24 +40,39 @@ const DEFAULTS = {
 const AUTH_CLOSE = 1008;
 
 export class SubSocket {
-  /** One topic over `/ws/sub/{topic}`: `url` is that endpoint's URL. */
+  /**
+   * One topic over `/ws/sub/{topic}`: `url` is that endpoint's URL, or a list of them (one per
+   * edge node, all for the same topic).
+   */
   static byUrl(url, options = {}) {
-    const m = /^(wss?:\/\/[^/]+)(?:\/.*)?\/ws\/sub\/([^/?#]+)/.exec(url);
-    if (!m) throw new Error(`not a /ws/sub/{topic} URL: ${url}`);
-    return new SubSocket({ url, pathTopic: decodeURIComponent(m[2]), topics: [], ...options });
+    const urls = [url].flat();
+    const topics = urls.map((u) => {
+      const m = /^(wss?:\/\/[^/]+)(?:\/.*)?\/ws\/sub\/([^/?#]+)/.exec(u);
+      if (!m) throw new Error(`not a /ws/sub/{topic} URL: ${u}`);
+      return decodeURIComponent(m[2]);
+    });
+    if (urls.length === 0) throw new Error("no URL");
+    if (new Set(topics).size !== 1) throw new Error(`the URLs name different topics: ${topics.join(", ")}`);
+    return new SubSocket({ urls, pathTopic: topics[0], topics: [], ...options });
   }
 
-  /** Several topics over `/ws`: `base` is the edge's ws:// or wss:// origin. */
+  /**
+   * Several topics over `/ws`: `base` is the edge's ws:// or wss:// origin, or a list of them
+   * (one per edge node).
+   */
   static byTopics(base, topics, options = {}) {
-    const url = base.replace(/\/+$/, "") + "/ws";
-    return new SubSocket({ url, pathTopic: null, topics, ...options });
+    const urls = [base].flat().map((b) => b.replace(/\/+$/, "") + "/ws");
+    if (urls.length === 0) throw new Error("no URL");
+    return new SubSocket({ urls, pathTopic: null, topics, ...options });
   }
 
   constructor(options) {
     this.options = { ...DEFAULTS, ...options };
     this.options.reconnect =
       options.reconnect === false ? false : { ...DEFAULTS.reconnect, ...(options.reconnect || {}) };
-    this.url = options.url;
+    /** The edge nodes, tried in turn; `url` is the one in use. */
+    this.urls = options.urls ?? [options.url];
+    this.node = 0;
     this.pathTopic = options.pathTopic;
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     if (!this.WebSocket) throw new Error("no WebSocket class: pass options.WebSocket (e.g. from the ws package)");
@@ -70,7 +87,7 @@ export class SubSocket {
     this.filtered = new Map();
     this.listeners = new Map();
     this.pendingAcks = new Map();
-    this.stats = { messages: 0, snapshots: 0, duplicates: 0, gaps: 0, reconnects: 0, resumed: 0, replayed: 0 };
+    this.stats = { messages: 0, snapshots: 0, duplicates: 0, gaps: 0, reconnects: 0, failovers: 0, resumed: 0, replayed: 0 };
     this.state = "idle";
     this.attempt = 0;
     this.closedByUser = false;
@@ -79,6 +96,11 @@ export class SubSocket {
   }
 
   // ---- events -------------------------------------------------------------------------------
+
+  /** The edge node in use (or being connected to). */
+  get url() {
+    return this.urls[this.node % this.urls.length];
+  }
 
   /** Listens to an event; returns a function that stops listening. */
   on(event, fn) {
@@ -99,7 +121,7 @@ export class SubSocket {
 
   #setState(state, extra = {}) {
     this.state = state;
-    this.#emit("state", { state, attempt: this.attempt, ...extra });
+    this.#emit("state", { state, attempt: this.attempt, url: this.url, ...extra });
   }
 
   // ---- requests -----------------------------------------------------------------------------
@@ -217,7 +239,11 @@ export class SubSocket {
         this.options.reconnect !== false &&
         (code !== AUTH_CLOSE || typeof this.options.token === "function");
       this.#emit("close", { code, reason: ev.reason, willReconnect: retry });
-      if (retry) this.#scheduleReconnect();
+      if (retry) {
+        // The node failed or went away (a close the client did not ask for): try the next one.
+        this.#failover();
+        this.#scheduleReconnect();
+      }
       else this.#setState("closed", { code, reason: ev.reason });
     };
     ws.onerror = () => {}; // a close follows
@@ -230,9 +256,21 @@ export class SubSocket {
     clearTimeout(this.refreshTimer);
   }
 
+  /** Moves to the next edge node, if there is more than one. */
+  #failover() {
+    if (this.urls.length < 2) return;
+    const from = this.url;
+    this.node = (this.node + 1) % this.urls.length;
+    this.stats.failovers += 1;
+    this.#emit("failover", { from, to: this.url });
+  }
+
   #scheduleReconnect(delayMs) {
     const r = this.options.reconnect || DEFAULTS.reconnect;
-    const backoff = Math.min(r.maxMs, r.initialMs * r.factor ** this.attempt);
+    // Every node is tried once at the initial delay before the delay grows: a dead node costs
+    // one short wait, not the backoff of a whole cluster.
+    const round = Math.floor(this.attempt / this.urls.length);
+    const backoff = Math.min(r.maxMs, r.initialMs * r.factor ** round);
     const delay = delayMs ?? Math.round(backoff * (1 + r.jitter * (Math.random() * 2 - 1)));
     this.attempt += 1;
     this.stats.reconnects += 1;
