@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 pub const RAW_RECORDS: &str = "pricefeed_raw_records_total";
 pub const CHANNEL_RECORDS: &str = "pricefeed_channel_records_total";
 pub const DEAD_LETTERED: &str = "pricefeed_dead_lettered_total";
+pub const PUBLISH_REPEATS: &str = "pricefeed_publish_repeats_dropped_total";
 pub const WITHHELD: &str = "pricefeed_withheld_total";
 pub const STALE: &str = "pricefeed_stale_records_total";
 pub const TRANSFORM_SECONDS: &str = "pricefeed_transform_duration_seconds";
@@ -85,6 +86,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         DEAD_LETTERED,
         "Raw records copied to the dead-letter topic, by reason."
+    );
+    describe_counter!(
+        PUBLISH_REPEATS,
+        "Published raw records not quoted: the same (publisher, messageId) was quoted within \
+         [edge] dedup_window_ms (a retry through another edge)."
     );
     describe_counter!(
         WITHHELD,
@@ -194,6 +200,11 @@ pub fn stale_records(channel: &str) -> Counter {
 
 pub fn withheld(channel: &str, reason: &'static str) -> Counter {
     counter!(WITHHELD, "channel" => channel.to_string(), "reason" => reason)
+}
+
+/// A published raw record not quoted: its (publisher, messageId) was quoted within the window.
+pub fn publish_repeat_dropped() {
+    counter!(PUBLISH_REPEATS).increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {

@@ -15,9 +15,7 @@ use crate::ingest::Decoder;
 use crate::kafka::{KafkaFailure, KafkaSettings};
 use crate::telemetry;
 
-/// Headers on records written by publishers.
-pub const PUBLISHER_HEADER: &str = "pricefeed-publisher";
-pub const MESSAGE_ID_HEADER: &str = "pricefeed-message-id";
+pub use crate::ingest::publisher::{MESSAGE_ID_HEADER, PUBLISHER_HEADER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishStatus {

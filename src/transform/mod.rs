@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod context;
+mod dedup;
 mod delivery;
 pub mod encode;
 mod latest;

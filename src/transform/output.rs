@@ -75,6 +75,23 @@ pub fn dead_letter_headers(
         })
 }
 
+/// The dead letter of raw record `m`: its key and value as they were, with `headers`.
+pub fn dead_letter_record<'a>(
+    m: &'a BorrowedMessage<'_>,
+    topic: &'a str,
+    headers: OwnedHeaders,
+    generation: usize,
+) -> BaseRecord<'a, [u8], [u8], usize> {
+    let record = BaseRecord::with_opaque_to(topic, generation)
+        .partition(m.partition())
+        .payload(m.payload().unwrap_or_default())
+        .headers(headers);
+    match m.key() {
+        Some(key) => record.key(key),
+        None => record,
+    }
+}
+
 /// Why a record was not enqueued.
 pub enum Send {
     /// The worker must stop.

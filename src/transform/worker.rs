@@ -10,17 +10,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use metrics::{Counter, Histogram};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::context::{AssignmentEvent, WorkerContext};
+use super::dedup::PublishDedup;
 use super::delivery::{Fatal, OutputProducer, create_producer};
 use super::latest::LatestBook;
 use super::options::{TransformError, TransformOptions, output_topics};
-use super::output::{Floors, Send, dead_letter_headers, send};
+use super::output::{Floors, Send, dead_letter_headers, dead_letter_record, send};
 use super::process::{ChannelOutput, Processor, RecordMeta};
 use super::resume::{self, RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
 use crate::config::reload::LiveRules;
@@ -58,6 +59,8 @@ struct Loop {
     source_age: Histogram,
     log: LogLimiter,
     runtime: tokio::runtime::Handle,
+    /// Quotes a published price once across edges.
+    dedup: PublishDedup,
 }
 
 pub(super) fn run_loop(
@@ -114,6 +117,7 @@ pub(super) fn run_loop(
         source_age: telemetry::source_age_seconds(),
         log: LogLimiter::new(Duration::from_secs(10)),
         runtime,
+        dedup: PublishDedup::new(Duration::from_millis(rules.edge.dedup_window_ms)),
         opts,
     };
     l.use_rules(&consumer, rules)?;
@@ -140,7 +144,9 @@ pub(super) fn run_loop(
         l.apply_events(&consumer);
         match polled {
             Some(Ok(m)) => l.handle(&consumer, &m)?,
-            Some(Err(e)) if refused_group_setting(&e) => {
+            Some(Err(e))
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) =>
+            {
                 // The broker refuses to let this worker join: retrying cannot help.
                 return Err(TransformError::GroupRefused(e));
             }
@@ -224,6 +230,8 @@ impl Loop {
             })
             .collect();
         telemetry::rules_version(&rules.version);
+        self.dedup
+            .set_window(Duration::from_millis(rules.edge.dedup_window_ms));
         self.rules = rules;
         Ok(())
     }
@@ -280,9 +288,17 @@ impl Loop {
         self.producer = consumer.context().producer.load_full();
         for event in events {
             match event {
-                AssignmentEvent::Revoked => self.floors.clear(),
+                AssignmentEvent::Revoked => {
+                    self.floors.clear();
+                    self.dedup.forget_all();
+                }
                 AssignmentEvent::ProducerReplaced => {}
                 AssignmentEvent::Assigned(plan) => {
+                    let raw = &self.rules.kafka.raw_topic;
+                    for r in &plan {
+                        self.dedup
+                            .seed_logged(&self.opts.kafka, raw, r.partition, r.start);
+                    }
                     for r in plan {
                         let max = r.floors.iter().map(|(_, o)| *o).max().unwrap_or(-1);
                         self.floors.insert(
@@ -314,6 +330,11 @@ impl Loop {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        if self.dedup.is_repeat(m, now_ms, &mut self.log) {
+            self.raw_records.increment(1);
+            consumer.context().handled(partition, offset);
+            return Ok(());
+        }
         let meta = RecordMeta {
             key: m.key(),
             timestamp_ms: m.timestamp().to_millis(),
@@ -420,18 +441,7 @@ impl Loop {
         }
         let headers = dead_letter_headers(m, &self.rules.version, code, &detail);
         let generation = consumer.context().latest.generation();
-        let mut record = BaseRecord::with_opaque_to(&self.dead_letter_topic, generation)
-            .partition(m.partition())
-            .payload(m.payload().unwrap_or_default())
-            .headers(headers);
-        if let Some(key) = m.key() {
-            record = record.key(key);
-        }
+        let record = dead_letter_record(m, &self.dead_letter_topic, headers, generation);
         send(&self.producer, consumer, record)
     }
-}
-
-/// A consume error that says the broker will never accept this member's group settings.
-fn refused_group_setting(e: &KafkaError) -> bool {
-    e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout)
 }
