@@ -118,7 +118,7 @@ pub async fn start(
             .collect::<Result<_, _>>()?,
     };
     let topics: Vec<String> = channels.iter().map(|c| c.topic.clone()).collect();
-    let Some(counts) = position::wait_for_topics(&opts.kafka, &topics, &shutdown).await? else {
+    let Some(found) = position::wait_for_topics(&opts.kafka, &topics, &shutdown).await? else {
         return Ok(None);
     };
     let symbols = Symbols::default();
@@ -127,8 +127,10 @@ pub async fn start(
     }
     let logs = channels
         .iter()
-        .zip(&counts)
-        .map(|(c, n)| TopicLog::new(&c.name, &c.topic, *n))
+        .zip(&found.counts)
+        .map(|(c, n)| {
+            TopicLog::new(&c.name, &c.topic, *n).with_epoch(found.epochs.get(&c.topic).cloned())
+        })
         .collect();
     let settings = current.edge.clone();
     let hub = Arc::new(Hub::new(logs, symbols, settings.history_per_partition));

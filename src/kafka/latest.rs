@@ -17,6 +17,10 @@ pub const LATEST_SUFFIX: &str = ".latest";
 pub const CHANNEL_PARTITION_HEADER: &str = "pricefeed-channel-partition";
 /// Header of a latest-price record: the record's offset in the channel topic (its seqNo).
 pub const CHANNEL_OFFSET_HEADER: &str = "pricefeed-channel-offset";
+/// Header of a latest-price record: the channel topic's id when it was written (absent when
+/// not known): a record of an earlier life of the topic (deleted and created again) is not one
+/// of the current life.
+pub const CHANNEL_EPOCH_HEADER: &str = "pricefeed-channel-epoch";
 
 /// Topic settings of a latest-price topic: compacted, with a segment rolled every minute so
 /// that the log cleaner can compact it (the active segment is never compacted): what an edge
@@ -28,19 +32,33 @@ pub const LATEST_TOPIC_CONFIG: &[(&str, &str)] = &[
     ("min.compaction.lag.ms", "0"),
 ];
 
-/// The partition and channel offset a latest-price record names, from its headers.
-pub fn channel_position(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<(i32, i64)> {
+/// What a latest-price record names in the channel topic.
+pub struct Named<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    /// The channel topic's id when it was written (`None` from a transform that did not know it).
+    pub epoch: Option<&'a str>,
+}
+
+/// The partition, channel offset and epoch a latest-price record names, from its headers.
+pub fn channel_position<'a>(
+    headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+) -> Option<Named<'a>> {
     use rdkafka::message::Headers;
     let headers = headers?;
-    let mut partition = None;
-    let mut offset = None;
+    let (mut partition, mut offset, mut epoch) = (None, None, None);
     for h in headers.iter() {
         let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
         match h.key {
             CHANNEL_PARTITION_HEADER => partition = value.and_then(|v| v.parse().ok()),
             CHANNEL_OFFSET_HEADER => offset = value.and_then(|v| v.parse().ok()),
+            CHANNEL_EPOCH_HEADER => epoch = value,
             _ => {}
         }
     }
-    Some((partition?, offset?))
+    Some(Named {
+        partition: partition?,
+        offset: offset?,
+        epoch,
+    })
 }

@@ -1,6 +1,6 @@
 //! The only module that builds rdkafka clients ([`clients`]): typed settings plus a passthrough
 //! of any librdkafka option ([`settings`]), topic creation and metadata ([`topics`]), the latest-price topics' names and headers
-//! ([`latest`]), "read a
+//! ([`latest`]), topic ids as epochs ([`topic_id`]), "read a
 //! partition to its end" ([`read`]), and what a failure keeps ([`failure`]).
 
 pub mod clients;
@@ -8,6 +8,7 @@ pub mod failure;
 pub mod latest;
 pub mod read;
 pub mod settings;
+pub mod topic_id;
 pub mod topics;
 
 pub(crate) use failure::ctx;
@@ -15,4 +16,5 @@ pub use failure::{KafkaFailure, Result, shown};
 pub use latest::latest_topic;
 pub use read::{ReadFrom, read_range, read_to_end};
 pub use settings::{ADMIN_TIMEOUT, KafkaSettings};
+pub use topic_id::topic_ids;
 pub use topics::{ensure_topics, partition_count, partition_count_off_thread};

@@ -14,10 +14,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::kafka::latest::{CHANNEL_OFFSET_HEADER, CHANNEL_PARTITION_HEADER, latest_topic};
+use crate::kafka::latest::{
+    CHANNEL_EPOCH_HEADER, CHANNEL_OFFSET_HEADER, CHANNEL_PARTITION_HEADER, latest_topic,
+};
+use crate::kafka::{ADMIN_TIMEOUT, topic_ids};
 
 /// See the module documentation.
 #[derive(Default)]
@@ -36,6 +40,8 @@ struct Inner {
 
 struct TopicBook {
     latest_topic: String,
+    /// The channel topic's id ("" when not known).
+    epoch: String,
     symbols: HashMap<Vec<u8>, Slot>,
 }
 
@@ -52,6 +58,7 @@ pub struct Pending {
     pub partition: i32,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    epoch: String,
     channel_offset: i64,
     offset: String,
     partition_text: String,
@@ -60,7 +67,7 @@ pub struct Pending {
 impl Pending {
     /// The record, with the channel partition and offset it names in its headers.
     pub fn record(&self, generation: usize) -> BaseRecord<'_, [u8], [u8], usize> {
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: CHANNEL_PARTITION_HEADER,
                 value: Some(&self.partition_text),
@@ -69,6 +76,12 @@ impl Pending {
                 key: CHANNEL_OFFSET_HEADER,
                 value: Some(&self.offset),
             });
+        if !self.epoch.is_empty() {
+            headers = headers.insert(Header {
+                key: CHANNEL_EPOCH_HEADER,
+                value: Some(&self.epoch),
+            });
+        }
         BaseRecord::with_opaque_to(&self.topic, generation)
             .partition(self.partition)
             .key(self.key.as_slice())
@@ -84,15 +97,44 @@ impl LatestBook {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Keeps the latest price of these channel topics (and of those tracked before).
-    pub fn track(&self, channel_topics: &[String]) {
+    /// [`track`](Self::track) with each topic's id as Kafka gives it now (none when it cannot).
+    pub fn track_topics<C: ConsumerContext>(&self, client: &BaseConsumer<C>, topics: &[String]) {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let ids = topic_ids(client, &names, ADMIN_TIMEOUT).unwrap_or_else(|e| {
+            tracing::warn!("no topic ids for the latest-price records ({e})");
+            Default::default()
+        });
+        let tracked: Vec<(String, String)> = topics
+            .iter()
+            .map(|t| (t.clone(), ids.get(t).cloned().unwrap_or_default()))
+            .collect();
+        self.track(&tracked);
+    }
+
+    /// Keeps the latest price of these channel topics, each with its id (and of those tracked
+    /// before). A topic whose id changed (deleted and created again) starts with nothing.
+    pub fn track(&self, channel_topics: &[(String, String)]) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        for t in channel_topics {
-            g.topics.entry(t.clone()).or_insert_with(|| TopicBook {
+        for (t, epoch) in channel_topics {
+            let fresh = || TopicBook {
                 latest_topic: latest_topic(t),
+                epoch: epoch.clone(),
                 symbols: HashMap::new(),
-            });
+            };
+            match g.topics.get_mut(t) {
+                Some(book) if book.epoch == *epoch => {}
+                Some(book) => *book = fresh(),
+                None => {
+                    g.topics.insert(t.clone(), fresh());
+                }
+            }
         }
+        g.dirty = g
+            .topics
+            .values()
+            .flat_map(|b| b.symbols.values())
+            .filter(|s| s.dirty)
+            .count();
     }
 
     /// A delivery report of a record written at `offset`: kept when it is a channel record, of
@@ -161,6 +203,7 @@ impl LatestBook {
                     partition: slot.partition,
                     key: key.clone(),
                     value: slot.value.clone(),
+                    epoch: book.epoch.clone(),
                     channel_offset: slot.offset,
                     offset: slot.offset.to_string(),
                     partition_text: slot.partition.to_string(),
@@ -212,7 +255,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_record_per_symbol_and_writes_each_change_once() {
         let book = LatestBook::default();
-        book.track(&["prices.vip".into()]);
+        book.track(&[("prices.vip".into(), "id1".into())]);
         let g = book.generation();
         book.delivered(g, "prices.vip", 0, 5, Some(b"EURUSD"), Some(b"{\"a\":1}"));
         book.delivered(g, "prices.vip", 0, 9, Some(b"EURUSD"), Some(b"{\"a\":2}"));
@@ -239,7 +282,7 @@ mod tests {
     #[test]
     fn an_abort_forgets_its_reports_and_ignores_late_ones() {
         let book = LatestBook::default();
-        book.track(&["prices.vip".into()]);
+        book.track(&[("prices.vip".into(), "id1".into())]);
         let g = book.generation();
         book.delivered(g, "prices.vip", 0, 4, Some(b"EURUSD"), Some(b"{}"));
         assert_eq!(book.take_dirty().len(), 1);

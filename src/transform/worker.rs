@@ -200,7 +200,7 @@ impl Loop {
         let every: Vec<String> = topics.iter().chain(&latest).cloned().collect();
         self.runtime
             .block_on(crate::kafka::ensure_topics(&kafka, &every, partitions, rf))?;
-        consumer.context().latest.track(&outputs);
+        consumer.context().latest.track_topics(consumer, &outputs);
         self.floor_new_outputs(&topics, consumer.context())?;
         *consumer
             .context()

@@ -65,7 +65,8 @@ pub fn on_text(s: &mut Session, text: String) {
             token,
             topics,
             resume,
-        } => on_setup(s, &token, topics, resume),
+            epochs,
+        } => on_setup(s, &token, topics, resume, epochs),
         _ if s.grant().is_none() => {
             s.fail(Code::NotSetup, "send setup with a token first", None);
         }
@@ -82,7 +83,8 @@ pub fn on_text(s: &mut Session, text: String) {
             topic,
             from,
             symbols,
-        } => on_resume(s, &topic, from, symbols),
+            epoch,
+        } => on_resume(s, &topic, from, symbols, epoch.as_deref()),
         ClientFrame::Publish {
             topic,
             message_id,
@@ -97,6 +99,7 @@ fn on_setup(
     token: &str,
     topics: Vec<String>,
     resume: BTreeMap<String, BTreeMap<i32, i64>>,
+    epochs: BTreeMap<String, String>,
 ) {
     let grant = match s.node().verifier.verify(token) {
         Ok(g) => g,
@@ -151,7 +154,8 @@ fn on_setup(
     // `/ws/sub/{topic}` this is the only way to resume the path topic without a snapshot and
     // live prices arriving first).
     for (t, from) in resume {
-        on_resume(s, &t, from, None);
+        let epoch = epochs.get(&t).map(String::as_str);
+        on_resume(s, &t, from, None, epoch);
     }
 }
 
@@ -260,24 +264,51 @@ fn on_subscribe(s: &mut Session, topic: &str, symbols: Option<Vec<String>>) {
     let Some(c) = check_subscription(s, topic, symbols) else {
         return;
     };
+    subscribe_checked(s, topic, c);
+}
+
+fn subscribe_checked(s: &mut Session, topic: &str, c: Checked) {
     let partitions = c.topic.partitions.len();
-    s.send(server::subscribed(topic, partitions, c.symbols.as_deref()));
+    let frame = server::subscribed(topic, partitions, c.symbols.as_deref(), &c.topic.epoch);
+    s.send(frame);
     let (sub, snap) = Subscription::subscribe(c.topic, c.filter, c.symbols, c.policy);
     s.send(snap);
     s.subs_mut().put(sub);
 }
 
-fn on_resume(s: &mut Session, topic: &str, from: BTreeMap<i32, i64>, symbols: Option<Vec<String>>) {
+fn on_resume(
+    s: &mut Session,
+    topic: &str,
+    from: BTreeMap<i32, i64>,
+    symbols: Option<Vec<String>>,
+    epoch: Option<&str>,
+) {
     let Some(c) = check_subscription(s, topic, symbols) else {
         return;
     };
+    if let Some(e) = epoch
+        && !c.topic.epoch.is_empty()
+        && e != c.topic.epoch
+    {
+        // Positions in a topic that was deleted and created again: its offsets started over,
+        // so they name other records now.
+        let why = format!(
+            "cannot resume without a gap: the positions are from an earlier life of {topic} \
+             (epoch {e}; the topic was deleted and created again, epoch {}); a fresh snapshot follows",
+            c.topic.epoch
+        );
+        s.fail(Code::ResumeGap, &why, Some(topic));
+        subscribe_checked(s, topic, c);
+        return;
+    }
     let partitions = c.topic.partitions.len();
     if let Some(p) = from.keys().find(|p| **p < 0 || **p as usize >= partitions) {
         let why = format!("{topic} has no partition {p} (it has {partitions})");
         s.fail(Code::BadRequest, &why, Some(topic));
         return;
     }
-    s.send(server::subscribed(topic, partitions, c.symbols.as_deref()));
+    let frame = server::subscribed(topic, partitions, c.symbols.as_deref(), &c.topic.epoch);
+    s.send(frame);
     // A client may come from an edge that is a little ahead of this one: its cursors wait for
     // this edge to get there, up to RESUME_WAIT.
     let until = Instant::now() + RESUME_WAIT;

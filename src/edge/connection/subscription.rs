@@ -93,7 +93,12 @@ pub fn snapshot(
         nexts.push((p, next));
     }
     let up_to: Vec<(usize, i64)> = nexts.iter().map(|(p, n)| (*p, n - 1)).collect();
-    let frame = server::snapshot(&topic.channel, &up_to, prices.iter().map(|(p, e)| (*p, e)));
+    let frame = server::snapshot(
+        &topic.channel,
+        &topic.epoch,
+        &up_to,
+        prices.iter().map(|(p, e)| (*p, e)),
+    );
     (frame, nexts)
 }
 
@@ -183,8 +188,14 @@ impl Subscription {
 
     /// The same subscription started over from a fresh snapshot (after a gap).
     pub fn restart(&self) -> (Subscription, String) {
+        self.restart_on(self.topic.clone())
+    }
+
+    /// The same subscription started over from a fresh snapshot of `topic` (the log that now
+    /// serves the channel).
+    pub fn restart_on(&self, topic: Arc<TopicLog>) -> (Subscription, String) {
         Subscription::subscribe(
-            self.topic.clone(),
+            topic,
             self.filter().cloned(),
             self.symbols().map(<[String]>::to_vec),
             self.policy,

@@ -146,6 +146,26 @@ impl Subscriptions {
             limits,
         };
         for sub in &mut self.list {
+            if sub.topic().retired()
+                && let Some(now) = self.node.hub.topic(sub.channel())
+            {
+                // The topic was deleted and created again: its offsets started over, and the
+                // client's positions name nothing in it.
+                let why = format!(
+                    "cannot go on without a gap: the topic was deleted and created again (epoch \
+                     {} → {}); a fresh snapshot follows",
+                    sub.topic().epoch,
+                    now.epoch
+                );
+                out.control(&server::error(Code::ResumeGap, &why, Some(sub.channel())));
+                let (fresh, snap) = sub.restart_on(now.clone());
+                out.control(&snap);
+                sub.flush_count();
+                sub.topic().remove_subscriber(self.session);
+                now.add_subscriber(self.session, self.waker.clone());
+                *sub = fresh;
+                continue;
+            }
             match sub.pull(&ctx, budget, out) {
                 Ok(()) => {}
                 Err(Trouble::SlowConsumer) => return Err(sub.channel().to_string()),

@@ -18,12 +18,19 @@ use crate::edge::log::symbols::{SymbolId, Symbols};
 use crate::edge::log::topic::{Hub, TopicLog};
 use crate::kafka::{self, ADMIN_TIMEOUT, KafkaFailure, KafkaSettings, ReadFrom};
 
-/// Waits until every channel topic exists and returns its partition count.
+/// The channel topics as found at start: partition counts, and topic ids (the epoch of their
+/// positions; none with a Kafka older than 2.8, which has no topic ids).
+pub struct Found {
+    pub counts: Vec<usize>,
+    pub epochs: FxHashMap<String, String>,
+}
+
+/// Waits until every channel topic exists and returns its partition count and id.
 pub async fn wait_for_topics(
     settings: &KafkaSettings,
     topics: &[String],
     shutdown: &CancellationToken,
-) -> Result<Option<Vec<usize>>, KafkaFailure> {
+) -> Result<Option<Found>, KafkaFailure> {
     let reader = Arc::new(settings.reader()?);
     let mut counts = Vec::with_capacity(topics.len());
     for t in topics {
@@ -54,7 +61,23 @@ pub async fn wait_for_topics(
             }
         }
     }
-    Ok(Some(counts))
+    let names = topics.to_vec();
+    let ids = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        kafka::topic_ids(&*reader, &refs, ADMIN_TIMEOUT)
+    })
+    .await
+    .map_err(|e| KafkaFailure::Other(format!("topic id task: {e}")))?;
+    let epochs = match ids {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(
+                "no topic ids ({e}): a channel topic deleted and created again will not be told from the old one"
+            );
+            FxHashMap::default()
+        }
+    };
+    Ok(Some(Found { counts, epochs }))
 }
 
 /// Gives each partition of `topic` the latest price of every symbol from the latest-price topic,
@@ -147,9 +170,17 @@ fn read_latest(
     let (mut records, mut foreign) = (0u64, 0u64);
     kafka::read_to_end(client, &starts, LATEST_READ_TIMEOUT, |m| {
         records += 1;
-        let Some((p, offset)) = kafka::latest::channel_position(m.headers()) else {
+        let Some(named) = kafka::latest::channel_position(m.headers()) else {
             return;
         };
+        let (p, offset) = (named.partition, named.offset);
+        if named
+            .epoch
+            .is_some_and(|e| !topic.epoch.is_empty() && e != topic.epoch)
+        {
+            foreign += 1; // of an earlier life of the topic
+            return;
+        }
         let Some(symbol) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
         };
@@ -173,7 +204,7 @@ fn read_latest(
     let symbols_found: usize = seeds.iter().map(|s| s.len()).sum();
     tracing::info!(channel = %topic.channel, records, symbols = symbols_found, ms = started.elapsed().as_millis() as u64, "read the latest prices");
     if foreign > 0 {
-        tracing::warn!(channel = %topic.channel, records = foreign, "latest-price records naming offsets past the channel topic's end were left out (was the channel topic deleted and created again? delete its latest-price topic too)");
+        tracing::warn!(channel = %topic.channel, records = foreign, "latest-price records of an earlier life of the channel topic (another topic id, or offsets past its end) were left out");
     }
     Ok(seeds
         .into_iter()

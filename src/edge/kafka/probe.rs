@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_util::sync::CancellationToken;
 
 use super::position::position;
@@ -31,6 +31,10 @@ const CHECK_EVERY_MAX: Duration = Duration::from_secs(1);
 
 /// How often the edge looks for channels added to channels.toml (when it serves every channel).
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the edge checks that its channel topics are still the ones it reads (the same
+/// topic id: not deleted and created again).
+const EPOCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Checks the partitions about every second (Kafka answers? the reader keeps up?) and, when the edge serves
 /// every channel, every [`DISCOVERY_INTERVAL`] whether channels.toml gained a channel whose topic
@@ -58,6 +62,9 @@ pub fn probe_loop(
     let mut limiter = LogLimiter::new(Duration::from_secs(30));
     let mut next_probe = Instant::now();
     let mut next_discovery = Instant::now();
+    let mut next_epoch_check = Instant::now() + EPOCH_INTERVAL;
+    // Topics handed to the reader as created again, by the id handed over.
+    let mut renewing: FxHashMap<String, String> = FxHashMap::default();
     let clock = Instant::now();
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_probe {
@@ -67,6 +74,10 @@ pub fn probe_loop(
             next_probe = Instant::now() + every;
             let now_ms = clock.elapsed().as_millis() as u64;
             check(&client, &hub, &kafka_error, &edge, now_ms);
+        }
+        if Instant::now() >= next_epoch_check {
+            next_epoch_check = Instant::now() + EPOCH_INTERVAL;
+            check_epochs(&client, &hub, &mut renewing, &mut limiter, &added);
         }
         if serves_every_channel && Instant::now() >= next_discovery {
             next_discovery = Instant::now() + DISCOVERY_INTERVAL;
@@ -81,6 +92,61 @@ pub fn probe_loop(
             );
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Finds channel topics that were deleted and created again (a new topic id) and hands the new
+/// life of each, positioned, to the reader, which serves it in place of the old one.
+fn check_epochs(
+    client: &BaseConsumer,
+    hub: &Hub,
+    renewing: &mut FxHashMap<String, String>,
+    limiter: &mut LogLimiter,
+    added: &Sender<NewTopic>,
+) {
+    let topics = hub.topics();
+    let names: Vec<&str> = topics
+        .values()
+        .filter(|t| !t.epoch.is_empty())
+        .map(|t| t.kafka_topic.as_str())
+        .collect();
+    let ids = match kafka::topic_ids(client, &names, Duration::from_secs(5)) {
+        Ok(ids) => ids,
+        Err(e) => {
+            if limiter.allow("epoch-check") {
+                tracing::warn!("checking the channel topics' ids: {e}");
+            }
+            return;
+        }
+    };
+    for log in topics.values() {
+        let Some(id) = ids.get(&log.kafka_topic) else {
+            continue; // deleted and not created again (yet)
+        };
+        if *id == log.epoch || renewing.get(&log.kafka_topic) == Some(id) {
+            continue;
+        }
+        let count = match kafka::partition_count(client, &log.kafka_topic) {
+            Ok(Some(n)) => n as usize,
+            _ => continue,
+        };
+        tracing::warn!(channel = %log.channel, topic = %log.kafka_topic, old = %log.epoch, new = %id, "the channel topic was deleted and created again");
+        let fresh =
+            TopicLog::new(&log.channel, &log.kafka_topic, count).with_epoch(Some(id.clone()));
+        match position(client, &fresh, hub.history, &hub.symbols) {
+            Ok(ends) => {
+                renewing.insert(log.kafka_topic.clone(), id.clone());
+                let _ = added.send(NewTopic {
+                    log: Arc::new(fresh),
+                    ends,
+                });
+            }
+            Err(e) => {
+                if limiter.allow("epoch-position") {
+                    tracing::warn!(channel = %log.channel, "positioning the new life of a channel topic: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -115,7 +181,10 @@ fn discover(
                 continue;
             }
         };
-        let log = TopicLog::new(&c.name, &c.topic, count);
+        let epoch = kafka::topic_ids(client, &[c.topic.as_str()], Duration::from_secs(5))
+            .ok()
+            .and_then(|mut ids| ids.remove(&c.topic));
+        let log = TopicLog::new(&c.name, &c.topic, count).with_epoch(epoch);
         match position(client, &log, hub.history, &hub.symbols) {
             Ok(ends) => {
                 found.insert(c.name.clone());

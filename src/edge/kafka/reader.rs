@@ -38,6 +38,8 @@ pub struct NewTopic {
 /// of theirs, with that end (the offset after the record that completes each).
 struct Joining {
     log: Arc<TopicLog>,
+    /// It takes the place of the log the hub has for its channel (the topic was created again).
+    replaces: bool,
     waits: FxHashMap<i32, i64>,
     since: Instant,
     /// In the consumer's assignment (an assignment that failed is retried).
@@ -152,9 +154,24 @@ pub fn run(
     while !shutdown.is_cancelled() {
         while let Ok(new) = added.try_recv() {
             let t = new.log;
-            index.insert(t.kafka_topic.clone(), topics.len());
-            topics.push(Reading::new(t.clone()));
-            touched.push(false);
+            let replaces = match index.get(&t.kafka_topic) {
+                // The topic was deleted and created again: the old life's partitions leave the
+                // assignment (with whatever librdkafka still holds of them) and the new log
+                // reads the new one.
+                Some(&i) => {
+                    let old = topics[i].log.clone();
+                    let _ = consumer.incremental_unassign(&whole(&old));
+                    topics[i] = Reading::new(t.clone());
+                    tracing::warn!(channel = %t.channel, topic = %t.kafka_topic, old = %old.epoch, new = %t.epoch, "the channel topic was deleted and created again: reading its new life");
+                    true
+                }
+                None => {
+                    index.insert(t.kafka_topic.clone(), topics.len());
+                    topics.push(Reading::new(t.clone()));
+                    touched.push(false);
+                    false
+                }
+            };
             let waits = (t.partitions.iter().zip(&new.ends).enumerate())
                 .filter(|(_, (log, end))| **end > log.next())
                 .map(|(p, (_, end))| (p as i32, *end))
@@ -164,6 +181,7 @@ pub fn run(
                 t.kafka_topic.clone(),
                 Joining {
                     log: t,
+                    replaces,
                     waits,
                     since,
                     assigned: false,
@@ -284,6 +302,15 @@ pub fn run(
     let _ = consumer.unassign();
 }
 
+/// Every partition of `log`'s topic.
+fn whole(log: &TopicLog) -> rdkafka::TopicPartitionList {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..log.partitions.len() {
+        tpl.add_partition(&log.kafka_topic, p as i32);
+    }
+    tpl
+}
+
 /// Not caught up yet: the last offsets may hold nothing to read (transaction markers, aborted
 /// records). A partition is caught up where the consumer's position (local, no request to
 /// Kafka) has passed its target. Returns how many partitions still wait.
@@ -335,8 +362,13 @@ fn join_read_topics(
             !(held || passed)
         });
         if j.waits.is_empty() {
-            tracing::info!(channel = %j.log.channel, topic = %j.log.kafka_topic, "serving a channel added to channels.toml");
-            hub.add_topic(j.log.clone());
+            if j.replaces {
+                tracing::info!(channel = %j.log.channel, epoch = %j.log.epoch, "serving the new life of a channel topic; its sessions start over with a snapshot");
+                hub.replace_topic(j.log.clone());
+            } else {
+                tracing::info!(channel = %j.log.channel, topic = %j.log.kafka_topic, "serving a channel added to channels.toml");
+                hub.add_topic(j.log.clone());
+            }
             return false;
         }
         if j.since.elapsed() > JOINING_WARN_AFTER && limiter.allow("edge-joining") {

@@ -15,6 +15,11 @@ use super::symbols::Symbols;
 pub struct TopicLog {
     pub channel: String,
     pub kafka_topic: String,
+    /// The Kafka topic id ("" when unknown): seqNos are positions in this life of the topic.
+    pub epoch: String,
+    /// The topic was deleted and created again: a new log serves it, and the sessions on this
+    /// one start over there.
+    retired: AtomicBool,
     pub partitions: Vec<PartitionLog>,
     subscribers: Mutex<FxHashMap<u64, Arc<Notify>>>,
     pub delivered: metrics::Counter,
@@ -25,10 +30,23 @@ impl TopicLog {
         TopicLog {
             channel: channel.to_string(),
             kafka_topic: kafka_topic.to_string(),
+            epoch: String::new(),
+            retired: AtomicBool::new(false),
             partitions: (0..partitions).map(|_| PartitionLog::default()).collect(),
             subscribers: Mutex::default(),
             delivered: crate::telemetry::edge_delivered(channel),
         }
+    }
+
+    /// The same log, for the life of the topic with id `epoch`.
+    pub fn with_epoch(mut self, epoch: Option<String>) -> TopicLog {
+        self.epoch = epoch.unwrap_or_default();
+        self
+    }
+
+    /// Whether a new log serves this topic now (it was deleted and created again).
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     pub fn add_subscriber(&self, session: u64, waker: Arc<Notify>) {
@@ -108,6 +126,21 @@ impl Hub {
                 .or_insert_with(|| log.clone());
             next
         });
+    }
+
+    /// Serves `log` in place of the channel's current log (its topic was deleted and created
+    /// again), which retires: its sessions are woken to start over on `log`.
+    pub fn replace_topic(&self, log: Arc<TopicLog>) {
+        let old = self.topic(&log.channel);
+        self.topics.rcu(|current| {
+            let mut next = Topics::clone(current);
+            next.insert(log.channel.clone(), log.clone());
+            next
+        });
+        if let Some(old) = old {
+            old.retired.store(true, Ordering::Release);
+            old.wake();
+        }
     }
 
     /// Set once every partition has been read to the end it had at start.

@@ -15,6 +15,8 @@ pub enum ClientFrame {
         topics: Vec<String>,
         /// Topics to resume rather than subscribe: topic → partition → last seqNo processed.
         resume: BTreeMap<String, BTreeMap<i32, i64>>,
+        /// The epoch (Kafka topic id) the positions in `resume` are from, per topic.
+        epochs: BTreeMap<String, String>,
     },
     Subscribe {
         topic: String,
@@ -28,6 +30,8 @@ pub enum ClientFrame {
         /// Partition → last seqNo processed.
         from: BTreeMap<i32, i64>,
         symbols: Option<Vec<String>>,
+        /// The epoch (Kafka topic id) the positions are from, when the client knows it.
+        epoch: Option<String>,
     },
     Publish {
         topic: String,
@@ -109,6 +113,8 @@ struct SetupMsg {
     topics: Vec<String>,
     #[serde(default)]
     resume: BTreeMap<String, BTreeMap<String, i64>>,
+    #[serde(default)]
+    epochs: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +144,8 @@ struct ResumeMsg {
     from: BTreeMap<String, i64>,
     #[serde(default)]
     symbols: Option<Vec<String>>,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +224,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
                 token: m.token,
                 topics: m.topics,
                 resume,
+                epochs: m.epochs,
             }
         }
         "subscribe" => {
@@ -235,6 +244,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
                 topic: m.topic,
                 from: positions("resume", m.from)?,
                 symbols: m.symbols,
+                epoch: m.epoch,
             }
         }
         "publish" => {

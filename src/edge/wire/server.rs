@@ -21,6 +21,9 @@ pub enum ServerFrame<'a> {
         topic: &'a str,
         partitions: usize,
         symbols: Option<&'a [String]>,
+        /// The Kafka topic id: seqNos are positions in this life of the topic.
+        #[serde(skip_serializing_if = "str::is_empty")]
+        epoch: &'a str,
     },
     Unsubscribed {
         topic: &'a str,
@@ -66,11 +69,17 @@ pub fn ready(session_id: &str, user: &str, expires_at: u64) -> String {
     .encode()
 }
 
-pub fn subscribed(topic: &str, partitions: usize, symbols: Option<&[String]>) -> String {
+pub fn subscribed(
+    topic: &str,
+    partitions: usize,
+    symbols: Option<&[String]>,
+    epoch: &str,
+) -> String {
     ServerFrame::Subscribed {
         topic,
         partitions,
         symbols,
+        epoch,
     }
     .encode()
 }
@@ -106,15 +115,18 @@ pub fn error(code: Code, message: &str, topic: Option<&str>) -> String {
 /// `upTo` is, per partition, the last seqNo the snapshot covers: pass it as `from` to resume.
 pub fn snapshot<'a>(
     topic: &str,
+    epoch: &str,
     up_to: &[(usize, i64)],
     prices: impl Iterator<Item = (usize, &'a crate::edge::log::entry::Entry)>,
 ) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(256);
-    let _ = write!(
-        s,
-        "{{\"type\":\"snapshot\",\"topic\":\"{topic}\",\"upTo\":{{"
-    );
+    let _ = write!(s, "{{\"type\":\"snapshot\",\"topic\":\"{topic}\",");
+    // Topic ids are base64url: nothing to escape.
+    if !epoch.is_empty() {
+        let _ = write!(s, "\"epoch\":\"{epoch}\",");
+    }
+    s.push_str("\"upTo\":{");
     for (i, (p, seq)) in up_to.iter().enumerate() {
         let _ = write!(s, "{}\"{p}\":{seq}", if i > 0 { "," } else { "" });
     }
@@ -143,8 +155,12 @@ mod tests {
             r#"{"type":"ready","sessionId":"n-1","user":"ann","expiresAt":7}"#
         );
         assert_eq!(
-            subscribed("vip", 3, None),
+            subscribed("vip", 3, None, ""),
             r#"{"type":"subscribed","topic":"vip","partitions":3,"symbols":null}"#
+        );
+        assert_eq!(
+            subscribed("vip", 3, None, "x5pHCw1hRp-4ya8DbM_mAQ"),
+            r#"{"type":"subscribed","topic":"vip","partitions":3,"symbols":null,"epoch":"x5pHCw1hRp-4ya8DbM_mAQ"}"#
         );
         assert_eq!(
             unsubscribed("vip", None),

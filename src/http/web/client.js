@@ -83,6 +83,8 @@ export class SubSocket {
     }
     /** topic → Map(partition → last seqNo taken in). */
     this.positions = new Map();
+    /** topic → the epoch (Kafka topic id) the positions are in. */
+    this.epochs = new Map();
     /** topic → true when the edge filters it by symbol (seqNos then skip by design). */
     this.filtered = new Map();
     this.listeners = new Map();
@@ -288,7 +290,13 @@ export class SubSocket {
       else if (topic !== this.pathTopic) topics.push(topic);
     }
     const frame = { type: "setup", token, topics };
-    if (Object.keys(resume).length > 0) frame.resume = resume;
+    if (Object.keys(resume).length > 0) {
+      frame.resume = resume;
+      // The positions' epoch: if the topic was deleted and created again since, the edge says
+      // resume_gap and sends a fresh snapshot instead of resuming into the new topic's records.
+      const epochs = Object.fromEntries(Object.keys(resume).filter((t) => this.epochs.has(t)).map((t) => [t, this.epochs.get(t)]));
+      if (Object.keys(epochs).length > 0) frame.epochs = epochs;
+    }
     return frame;
   }
 
@@ -327,6 +335,7 @@ export class SubSocket {
         return this.#emit("ready", f);
       case "subscribed":
         this.filtered.set(f.topic, Array.isArray(f.symbols));
+        if (f.epoch) this.epochs.set(f.topic, f.epoch);
         return this.#emit("subscribed", f);
       case "unsubscribed":
         return this.#emit("unsubscribed", f);
@@ -366,6 +375,7 @@ export class SubSocket {
   }
 
   #onSnapshot(f) {
+    if (f.epoch) this.epochs.set(f.topic, f.epoch);
     const parts = this.#partitions(f.topic);
     for (const [p, upTo] of Object.entries(f.upTo)) {
       const prev = parts.get(p);
