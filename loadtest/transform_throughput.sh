@@ -4,6 +4,8 @@
 # write every channel record. Local only (127.0.0.1), bounded in count and time.
 #
 #   loadtest/transform_throughput.sh [N]        (default N = 200000)
+#   PRICEFEED_BIN=/path/to/pricefeed loadtest/transform_throughput.sh …   (time another build's
+#                                                   transform, e.g. one built from an older commit)
 #
 # Prints records/s. The broker is the local single-node Apache Kafka (scripts/kafka.sh) on the same
 # machine: it shares the cores with the worker and the producer.
@@ -12,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 n="${1:-200000}"
 cargo build --release --locked --quiet
-bin="$root/target/release/pricefeed"
+bin="${PRICEFEED_BIN:-$root/target/release/pricefeed}"
 work="$(mktemp -d)"
 pids=()
 cleanup() {

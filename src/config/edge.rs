@@ -91,6 +91,9 @@ pub struct EdgeSettings {
     pub stall_after_ms: u64,
     /// A stall that lasts this long makes `/readyz` answer not ready.
     pub stall_unready_after_ms: u64,
+    /// Records per second all Kafka replays of this edge together may send (resumes that reach
+    /// back past memory), so that a resume storm leaves the live path its CPU. 0: no limit.
+    pub replay_records_per_second: u64,
 }
 
 impl Default for EdgeSettings {
@@ -111,6 +114,7 @@ impl Default for EdgeSettings {
             coalesce_ms: 0,
             stall_after_ms: 5_000,
             stall_unready_after_ms: 15_000,
+            replay_records_per_second: 0,
         }
     }
 }
@@ -210,7 +214,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
     let Some(table) = value.and_then(|v| w.table("edge", v)) else {
         return e;
     };
-    const KEYS: [(&str, i64, i64); 16] = [
+    const KEYS: [(&str, i64, i64); 17] = [
         ("max_connections", 1, 10_000_000),
         ("max_frame_bytes", 256, 16 << 20),
         ("max_subscriptions", 1, 10_000),
@@ -227,6 +231,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
         ("coalesce_ms", 0, 1_000),
         ("stall_after_ms", 500, 3_600_000),
         ("stall_unready_after_ms", 500, 86_400_000),
+        ("replay_records_per_second", 0, 100_000_000),
     ];
     let names: Vec<&str> = KEYS.iter().map(|k| k.0).collect();
     w.only_keys("edge", table, &names);
@@ -257,6 +262,7 @@ pub(super) fn parse_edge(w: &mut Walker, value: Option<&Value>) -> EdgeSettings 
             "coalesce_ms" => e.coalesce_ms = ms,
             "stall_after_ms" => e.stall_after_ms = ms,
             "stall_unready_after_ms" => e.stall_unready_after_ms = ms,
+            "replay_records_per_second" => e.replay_records_per_second = ms,
             _ => e.shutdown_grace_ms = ms,
         }
     }

@@ -133,6 +133,7 @@ pub async fn start(
         })
         .collect();
     let settings = current.edge.clone();
+    let replay_rate = settings.replay_records_per_second;
     let hub = Arc::new(Hub::new(logs, symbols, settings.history_per_partition));
     let kafka = opts.kafka.clone();
     let hub2 = hub.clone();
@@ -155,7 +156,7 @@ pub async fn start(
         leeway_s: current.auth.leeway_s,
         rules,
         settings,
-        replay: ReplayPool::new(opts.kafka.clone(), tasks.clone()),
+        replay: ReplayPool::new(opts.kafka.clone(), tasks.clone(), replay_rate),
         publisher: Arc::new(publisher),
         stats: Stats::default(),
         latency: telemetry::edge_latency(),

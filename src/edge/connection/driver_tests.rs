@@ -61,7 +61,7 @@ fn node() -> Arc<Edge> {
         leeway_s: 0,
         rules: live,
         settings: rules.edge.clone(),
-        replay: ReplayPool::new(kafka, TaskTracker::new()),
+        replay: ReplayPool::new(kafka, TaskTracker::new(), 0),
         publisher: Arc::new(publisher),
         stats: Stats::default(),
         latency: crate::telemetry::edge_latency(),

@@ -37,6 +37,9 @@ const STALL: Duration = Duration::from_secs(15);
 
 pub struct ReplayPool {
     settings: KafkaSettings,
+    /// Records per second each running replay may send: `[edge] replay_records_per_second`
+    /// shared by the [`MAX_REPLAYS`] replays that can run at once.
+    per_replay: f64,
     /// The edge's tasks: replays are awaited on shutdown like sessions.
     tasks: TaskTracker,
     permits: Arc<Semaphore>,
@@ -44,9 +47,15 @@ pub struct ReplayPool {
 }
 
 impl ReplayPool {
-    pub fn new(settings: KafkaSettings, tasks: TaskTracker) -> Arc<ReplayPool> {
+    /// `records_per_second`: what all replays of this edge together may send (0: no limit).
+    pub fn new(
+        settings: KafkaSettings,
+        tasks: TaskTracker,
+        records_per_second: u64,
+    ) -> Arc<ReplayPool> {
         Arc::new(ReplayPool {
             settings,
+            per_replay: records_per_second as f64 / MAX_REPLAYS as f64,
             tasks,
             permits: Arc::new(Semaphore::new(MAX_REPLAYS)),
             idle: Mutex::new(Vec::new()),
@@ -69,33 +78,90 @@ impl ReplayPool {
             let Ok(permit) = pool.permits.clone().acquire_owned().await else {
                 return;
             };
-            let _ = tokio::task::spawn_blocking(move || {
-                let consumer = pool.idle.lock().expect("replay pool").pop();
-                let consumer = match consumer {
-                    Some(c) => c,
-                    None => match pool.settings.live_reader() {
-                        Ok(c) => c,
-                        Err(e) => {
-                            let _ = tx.blocking_send(ReplayItem::Failed(e.to_string()));
-                            waker.notify_one();
-                            return;
-                        }
-                    },
-                };
-                let reusable = replay(&consumer, &hub, &topic, partition, from, &tx, &waker);
-                let _ = consumer.unassign();
-                if reusable {
-                    pool.idle.lock().expect("replay pool").push(consumer);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            // A thread of its own, below the live path's priority (see `lower_priority`).
+            let spawned = std::thread::Builder::new()
+                .name("edge-replay".into())
+                .spawn(move || {
+                    lower_priority();
+                    let consumer = pool.idle.lock().expect("replay pool").pop();
+                    let consumer = match consumer {
+                        Some(c) => c,
+                        None => match pool.settings.live_reader() {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let _ = tx.blocking_send(ReplayItem::Failed(e.to_string()));
+                                waker.notify_one();
+                                return;
+                            }
+                        },
+                    };
+                    let pace = Pace::new(pool.per_replay);
+                    let reusable =
+                        replay(&consumer, &hub, &topic, partition, from, &tx, &waker, pace);
+                    let _ = consumer.unassign();
+                    if reusable {
+                        pool.idle.lock().expect("replay pool").push(consumer);
+                    }
+                    drop(permit);
+                    let _ = done_tx.send(());
+                });
+            match spawned {
+                Ok(_) => {
+                    let _ = done_rx.await;
                 }
-                drop(permit);
-            })
-            .await;
+                Err(e) => tracing::warn!("cannot start a replay thread: {e}"),
+            }
         });
         rx
     }
 }
 
+/// Replays run below the live path: a storm of resumes reaching back into Kafka (each record
+/// read and encoded per client) must not delay live prices. On Linux the replay thread takes nice
+/// 10, and so do the threads librdkafka starts for a replay consumer created on it; the live
+/// reader and the sessions keep the process's priority. Elsewhere, nothing changes.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain libc calls about the calling thread; a failure leaves its priority as it was.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
+/// Holds a replay to its share of `[edge] replay_records_per_second`, so that replays, however
+/// many clients ask, leave the live path its CPU: a replay that is ahead of its rate sleeps.
+struct Pace {
+    per_second: f64,
+    started: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(per_second: f64) -> Pace {
+        Pace {
+            per_second,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// One record sent; sleeps (every 64 records) while ahead of the rate.
+    fn record(&mut self) {
+        self.sent += 1;
+        if self.per_second <= 0.0 || !self.sent.is_multiple_of(64) {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.per_second);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+}
+
 /// Returns whether the consumer is fit for reuse.
+#[allow(clippy::too_many_arguments)]
 fn replay(
     consumer: &BaseConsumer,
     hub: &Hub,
@@ -104,6 +170,7 @@ fn replay(
     from: i64,
     tx: &mpsc::Sender<ReplayItem>,
     waker: &Notify,
+    mut pace: Pace,
 ) -> bool {
     let send = |item: ReplayItem| {
         let ok = tx.blocking_send(item).is_ok();
@@ -193,6 +260,7 @@ fn replay(
                 return true; // the session went away
             }
             prev = m.offset();
+            pace.record();
         }
         at = m.offset() + 1;
     }
