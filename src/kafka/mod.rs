@@ -14,7 +14,7 @@ pub mod topics;
 pub(crate) use failure::ctx;
 pub use failure::{KafkaFailure, Result, shown};
 pub use latest::latest_topic;
-pub use read::{ReadFrom, read_range, read_to_end};
+pub use read::{ReadFrom, read_range, read_to_end, watermarks};
 pub use settings::{ADMIN_TIMEOUT, KafkaSettings};
 pub use topic_id::topic_ids;
 pub use topics::{ensure_topics, partition_count, partition_count_off_thread};

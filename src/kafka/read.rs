@@ -32,9 +32,7 @@ pub fn read_to_end(
 ) -> Result<()> {
     let mut ranges = Vec::new();
     for (topic, partition, start) in starts {
-        let (low, high) = reader
-            .fetch_watermarks(topic, *partition, ADMIN_TIMEOUT)
-            .map_err(ctx(format!("reading watermarks of {topic}/{partition}")))?;
+        let (low, high) = watermarks(reader, topic, *partition)?;
         let start = match start {
             ReadFrom::Offset(o) => (*o).max(low).max(0),
             ReadFrom::Last => (high - 1).max(low).max(0),
@@ -42,6 +40,32 @@ pub fn read_to_end(
         ranges.push((topic.clone(), *partition, start, high));
     }
     read_range(reader, &ranges, timeout, on)
+}
+
+/// The low and high watermarks of a partition. A partition whose leader is being elected (a topic
+/// just created, a broker restarting) answers `NotLeaderForPartition` or `LeaderNotAvailable` for
+/// a moment: asked again until [`ADMIN_TIMEOUT`] passes.
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    client: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64)> {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        match client.fetch_watermarks(topic, partition, ADMIN_TIMEOUT) {
+            Ok(w) => return Ok(w),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(Code::NotLeaderForPartition | Code::LeaderNotAvailable)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(ctx(format!("reading watermarks of {topic}/{partition}"))(e)),
+        }
+    }
 }
 
 /// Reads each `(topic, partition, start, end)` from `start` up to `end` (exclusive), calling

@@ -33,6 +33,21 @@ pub fn partition_count<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     }
 }
 
+/// Whether `topic` exists and every partition has a leader.
+fn leaders_elected(client: &BaseConsumer, topic: &str) -> Result<bool> {
+    let metadata = client
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(ctx(format!("reading metadata of topic {topic}")))?;
+    Ok(metadata.topics().iter().any(|t| {
+        t.name() == topic
+            && t.error().is_none()
+            && !t.partitions().is_empty()
+            && t.partitions()
+                .iter()
+                .all(|p| p.error().is_none() && p.leader() >= 0)
+    }))
+}
+
 /// [`partition_count`] on a blocking thread: the metadata request blocks for up to its timeout
 /// when the broker is unreachable, and must not hold an async worker (signals, health checks and
 /// every other task run there).
@@ -103,10 +118,12 @@ pub async fn ensure_topics(
             }
         }
     }
-    // Wait until the new topics show up in metadata, so producers do not race the creation.
+    // Wait until the new topics show up in metadata with a leader for every partition, so that
+    // producers and watermark reads do not race the creation (a fresh broker elects the leaders
+    // of several new topics one after another).
     let deadline = Instant::now() + ADMIN_TIMEOUT;
     for t in missing {
-        while partition_count(&reader, t)?.is_none() {
+        while !leaders_elected(&reader, t)? {
             if Instant::now() > deadline {
                 return Err(KafkaFailure::Other(format!(
                     "topic {t} was created but does not appear in metadata"

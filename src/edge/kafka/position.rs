@@ -91,14 +91,7 @@ pub fn position(
 ) -> Result<Vec<i64>, KafkaFailure> {
     let mut bounds = Vec::with_capacity(topic.partitions.len());
     for p in 0..topic.partitions.len() {
-        bounds.push(
-            client
-                .fetch_watermarks(&topic.kafka_topic, p as i32, ADMIN_TIMEOUT)
-                .map_err(kafka::ctx(format!(
-                    "reading watermarks of {}/{p}",
-                    topic.kafka_topic
-                )))?,
-        );
+        bounds.push(kafka::watermarks(client, &topic.kafka_topic, p as i32)?);
     }
     let highs: Vec<i64> = bounds.iter().map(|b| b.1).collect();
     let latest = read_latest(client, topic, &highs, symbols)?;
