@@ -182,13 +182,18 @@ impl PublishDedup {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        // The record at `start`, when there is one already (reading one that is not there yet
+        // would wait for it: a worker taking an idle partition must not).
         let mut at_start = None;
-        kafka::read_range(
-            reader,
-            &[(raw_topic.to_string(), partition, start, start + 1)],
-            timeout,
-            |m| at_start = m.timestamp().to_millis(),
-        )?;
+        let (_, high) = kafka::watermarks(reader, raw_topic, partition)?;
+        if start < high {
+            kafka::read_range(
+                reader,
+                &[(raw_topic.to_string(), partition, start, start + 1)],
+                timeout,
+                |m| at_start = m.timestamp().to_millis(),
+            )?;
+        }
         let from_ts = at_start.unwrap_or(now_ms).min(now_ms) - self.window_ms;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(raw_topic, partition, Offset::Offset(from_ts.max(0)))

@@ -353,9 +353,23 @@ pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
 
 /// Waits until the process's `/readyz` says ready.
 pub fn wait_ready(p: &Proc, timeout: Duration) {
-    wait_for(timeout, "pricefeed /readyz", || {
-        (http_get(p.http_port, "/readyz").as_deref() == Some("ready\n")).then_some(())
-    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = http_get(p.http_port, "/readyz");
+        if answer.as_deref() == Some("ready\n") {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let log = p.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "pricefeed was not ready within {timeout:?}; /readyz: {answer:?}; its log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A minimal HTTP/1.1 POST on 127.0.0.1: the status code and the body.
