@@ -256,6 +256,7 @@ fn bad_tokens_are_refused_and_expiry_is_enforced_on_open_connections() {
                 publish: true,
                 exp: (ws::unix_now() + 600) as u64,
                 nbf: None,
+                max_rate: None,
                 iss: None,
                 aud: None,
             };

@@ -84,6 +84,7 @@ pub fn token() -> String {
             publish: false,
             exp: (now_us() / 1_000_000) + 3600,
             nbf: None,
+            max_rate: None,
             iss: None,
             aud: None,
         },

@@ -214,6 +214,10 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
+    /// A ceiling the client cannot raise: at most this many updates per second per symbol
+    /// (e.g. 0.2 for one update per 5 s).
+    #[arg(long)]
+    pub max_rate: Option<f64>,
 }
 
 #[derive(Args)]

@@ -35,6 +35,7 @@ pub fn main() -> ExitCode {
                     symbols: t.symbols.clone(),
                     publish: t.publish,
                     ttl: t.ttl,
+                    max_rate: t.max_rate,
                 },
             ),
             Err(errors) => {
@@ -233,6 +234,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                         symbols: w.symbols.clone(),
                         publish: false,
                         ttl: 3600,
+                        max_rate: None,
                     },
                 )
                 .map_err(|e| anyhow::anyhow!("{e}; or pass --token"))?,

@@ -33,6 +33,10 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// A ceiling the client cannot raise: at most this many updates per second per symbol on
+    /// every subscription (an entitlement class, e.g. 0.2 for a delayed tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
@@ -54,6 +58,8 @@ pub struct Grant {
     pub publish: bool,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The token's `max_rate`, as the shortest interval between two prices of a symbol.
+    pub min_interval: Option<std::time::Duration>,
 }
 
 impl Grant {
@@ -241,12 +247,20 @@ impl Verifier {
         if c.sub.is_empty() {
             return Err(AuthError::BadClaims("sub is empty".into()));
         }
+        let min_interval = match c.max_rate {
+            Some(rate) => Some(
+                crate::edge::connection::throttle::interval(rate)
+                    .map_err(|why| AuthError::BadClaims(why.replace("maxRate", "max_rate")))?,
+            ),
+            None => None,
+        };
         Ok(Grant {
             user: c.sub,
             channels: (!c.channels.iter().any(|c| c == "*")).then_some(c.channels),
             symbols: c.symbols,
             publish: c.publish,
             expires_at: c.exp,
+            min_interval,
         })
     }
 }

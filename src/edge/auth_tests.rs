@@ -21,6 +21,7 @@ fn claims(exp: u64) -> Claims {
         publish: false,
         exp,
         nbf: None,
+        max_rate: None,
         iss: None,
         aud: None,
     }

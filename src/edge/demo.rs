@@ -63,6 +63,7 @@ impl DemoSigner {
                     publish: false,
                     exp,
                     nbf: None,
+                    max_rate: None,
                     iss: self.issuer.clone(),
                     aud: self.audience.clone().map(Audience::One),
                 };

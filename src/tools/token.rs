@@ -12,6 +12,7 @@ pub struct TokenRequest {
     pub symbols: Option<Vec<String>>,
     pub publish: bool,
     pub ttl: u64,
+    pub max_rate: Option<f64>,
 }
 
 pub fn token(rules: &Rules, t: &TokenRequest) -> ExitCode {
@@ -56,6 +57,11 @@ pub fn mint(rules: &Rules, t: &TokenRequest) -> Result<String, String> {
         nbf: None,
         iss: rules.auth.issuer.clone(),
         aud: rules.auth.audience.clone().map(Audience::One),
+        max_rate: t.max_rate,
     };
+    if let Some(rate) = t.max_rate {
+        crate::edge::connection::throttle::interval(rate)
+            .map_err(|why| why.replace("maxRate", "--max-rate"))?;
+    }
     sign_hs256(&claims, secret.as_bytes()).map_err(|e| format!("signing failed: {e}"))
 }

@@ -43,6 +43,7 @@ pub fn token(
         publish,
         exp: (unix_now() + ttl_s).max(0) as u64,
         nbf: None,
+        max_rate: None,
         iss: None,
         aud: None,
     };

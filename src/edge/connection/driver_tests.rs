@@ -97,6 +97,7 @@ fn token() -> String {
         publish: false,
         exp: super::super::requests::unix_now() + 600,
         nbf: None,
+        max_rate: None,
         iss: None,
         aud: None,
     };

@@ -1,7 +1,8 @@
 //! One WebSocket connection: the socket loop ([`driver`]) writes what the [`session`] has
 //! ready; [`requests`] change the session; each subscription ([`subscription`], kept by
 //! [`subscriptions`]) moves a pure [`cursor`] per partition through the in-memory log; frames
-//! are put into the next write by the [`outbox`]; [`rate`] limits client frames.
+//! pass through a [`throttle`] when the client asked for one and are put into the next write by
+//! the [`outbox`]; [`rate`] limits client frames.
 
 pub mod cursor;
 pub mod driver;
@@ -11,3 +12,4 @@ pub mod requests;
 pub mod session;
 pub mod subscription;
 pub mod subscriptions;
+pub mod throttle;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::session::{CLOSE_POLICY, Session};
 use super::subscription::Subscription;
+use super::throttle;
 use crate::config::SlowClientPolicy;
 use crate::edge::auth::AuthError;
 use crate::edge::log::symbols::SymbolSet;
@@ -21,12 +22,38 @@ use crate::telemetry;
 pub const RESUME_WAIT: Duration = Duration::from_secs(2);
 
 /// A subscribe or resume that passed the checks.
-struct Checked {
-    topic: Arc<TopicLog>,
-    filter: Option<SymbolSet>,
+pub struct Checked {
+    pub topic: Arc<TopicLog>,
+    pub filter: Option<SymbolSet>,
     /// The symbols as asked (or as the token allows), `None` for all.
-    symbols: Option<Vec<String>>,
-    policy: SlowClientPolicy,
+    pub symbols: Option<Vec<String>>,
+    pub policy: SlowClientPolicy,
+    /// The shortest interval between two prices of a symbol: the longer of what the client
+    /// asked (`maxRate`) and the token's ceiling. `None`: not throttled.
+    pub interval: Option<Duration>,
+}
+
+impl Checked {
+    /// The `subscribed` frame for this subscription.
+    pub fn subscribed(&self, topic: &str) -> String {
+        server::subscribed(
+            topic,
+            self.topic.partitions.len(),
+            self.symbols.as_deref(),
+            &self.topic.epoch,
+            self.interval.map(throttle::rate),
+        )
+    }
+}
+
+/// A subscribe or resume refused: the error code and what to tell the client.
+pub struct Refusal {
+    pub code: Code,
+    pub message: String,
+}
+
+fn refuse(code: Code, message: String) -> Refusal {
+    Refusal { code, message }
 }
 
 /// One text message from the client.
@@ -70,7 +97,11 @@ pub fn on_text(s: &mut Session, text: String) {
         _ if s.grant().is_none() => {
             s.fail(Code::NotSetup, "send setup with a token first", None);
         }
-        ClientFrame::Subscribe { topic, symbols } => on_subscribe(s, &topic, symbols),
+        ClientFrame::Subscribe {
+            topic,
+            symbols,
+            max_rate,
+        } => on_subscribe(s, &topic, symbols, max_rate),
         ClientFrame::Unsubscribe { topic } => {
             if s.subs_mut().remove(&topic) {
                 s.send(server::unsubscribed(&topic, None));
@@ -84,7 +115,8 @@ pub fn on_text(s: &mut Session, text: String) {
             from,
             symbols,
             epoch,
-        } => on_resume(s, &topic, from, symbols, epoch.as_deref()),
+            max_rate,
+        } => on_resume(s, &topic, from, symbols, epoch.as_deref(), max_rate),
         ClientFrame::Publish {
             topic,
             message_id,
@@ -147,7 +179,7 @@ fn on_setup(
     }
     for t in topics {
         if !resume.contains_key(&t) {
-            on_subscribe(s, &t, None);
+            on_subscribe(s, &t, None, None);
         }
     }
     // A reconnecting client picks up where it was in the same round trip (on
@@ -155,7 +187,7 @@ fn on_setup(
     // live prices arriving first).
     for (t, from) in resume {
         let epoch = epochs.get(&t).map(String::as_str);
-        on_resume(s, &t, from, None, epoch);
+        on_resume(s, &t, from, None, epoch, None);
     }
 }
 
@@ -175,22 +207,29 @@ fn reapply_grant(s: &mut Session) {
             Some("the new token does not allow it"),
         ));
     }
+    // A lower ceiling applies at once; a higher one leaves subscriptions as they are (the
+    // client subscribes again to go faster).
+    if let Some(ceiling) = grant.min_interval {
+        for sub in s.subs_mut().iter_mut() {
+            sub.limit(ceiling);
+        }
+    }
 }
 
 /// Checks a subscribe or resume: the topic, the ACL, the symbols.
-fn check_subscription(
-    s: &mut Session,
+pub fn check_subscription(
+    s: &Session,
     topic: &str,
     symbols: Option<Vec<String>>,
-) -> Option<Checked> {
+    max_rate: Option<f64>,
+) -> Result<Checked, Refusal> {
     let grant = s.grant().cloned().expect("checked by the caller");
     let node = s.node().clone();
     if let Some(only) = s.only_topic()
         && only != topic
     {
         let why = format!("this endpoint serves only {only}; use /ws for several topics");
-        s.fail(Code::BadRequest, &why, Some(topic));
-        return None;
+        return Err(refuse(Code::BadRequest, why));
     }
     let Some(log) = node.hub.topic(topic) else {
         let topics = node.hub.topics();
@@ -200,20 +239,17 @@ fn check_subscription(
             "no topic {topic:?} on this edge (topics: {})",
             known.join(", ")
         );
-        s.fail(Code::UnknownTopic, &why, Some(topic));
-        return None;
+        return Err(refuse(Code::UnknownTopic, why));
     };
     if !grant.may_see_channel(topic) {
         telemetry::edge_auth_failure("forbidden_topic");
         let why = format!("your token does not allow {topic}");
-        s.fail(Code::Forbidden, &why, Some(topic));
-        return None;
+        return Err(refuse(Code::Forbidden, why));
     }
     let max = node.settings.max_subscriptions;
     if !s.subs().contains(topic) && s.subs().len() >= max {
         let why = format!("at most {max} subscriptions per connection");
-        s.fail(Code::TooManySubscriptions, &why, Some(topic));
-        return None;
+        return Err(refuse(Code::TooManySubscriptions, why));
     }
     let rules = node.rules.load();
     let channel = rules.channel(topic);
@@ -229,51 +265,69 @@ fn check_subscription(
         (None, Some(allowed)) => Some(allowed.iter().filter(|x| carried(x)).cloned().collect()),
         (None, None) => None,
     };
+    let asked = max_rate.and_then(|r| throttle::interval(r).ok());
+    let interval = asked.into_iter().chain(grant.min_interval).max();
     let Some(wanted) = wanted else {
-        return Some(Checked {
+        return Ok(Checked {
             topic: log,
             filter: None,
             symbols: None,
             policy,
+            interval,
         });
     };
     let mut set = SymbolSet::default();
     for sym in &wanted {
         if !carried(sym) {
             let why = format!("{topic} does not carry {sym:?}");
-            s.fail(Code::UnknownSymbol, &why, Some(topic));
-            return None;
+            return Err(refuse(Code::UnknownSymbol, why));
         }
         if !grant.may_see_symbol(sym) {
             telemetry::edge_auth_failure("forbidden_symbol");
             let why = format!("your token does not allow {sym}");
-            s.fail(Code::Forbidden, &why, Some(topic));
-            return None;
+            return Err(refuse(Code::Forbidden, why));
         }
         set.insert(node.hub.symbols.intern(sym));
     }
-    Some(Checked {
+    Ok(Checked {
         topic: log,
         filter: Some(set),
         symbols: Some(wanted),
         policy,
+        interval,
     })
 }
 
-fn on_subscribe(s: &mut Session, topic: &str, symbols: Option<Vec<String>>) {
-    let Some(c) = check_subscription(s, topic, symbols) else {
+/// [`check_subscription`], telling the client when it is refused.
+fn checked(
+    s: &mut Session,
+    topic: &str,
+    symbols: Option<Vec<String>>,
+    max_rate: Option<f64>,
+) -> Option<Checked> {
+    match check_subscription(s, topic, symbols, max_rate) {
+        Ok(c) => Some(c),
+        Err(r) => {
+            s.fail(r.code, &r.message, Some(topic));
+            None
+        }
+    }
+}
+
+fn on_subscribe(s: &mut Session, topic: &str, symbols: Option<Vec<String>>, rate: Option<f64>) {
+    let Some(c) = checked(s, topic, symbols, rate) else {
         return;
     };
     subscribe_checked(s, topic, c);
 }
 
-fn subscribe_checked(s: &mut Session, topic: &str, c: Checked) {
-    let partitions = c.topic.partitions.len();
-    let frame = server::subscribed(topic, partitions, c.symbols.as_deref(), &c.topic.epoch);
-    s.send(frame);
+/// Sends `subscribed` and the snapshot, and starts the subscription.
+pub fn subscribe_checked(s: &mut Session, topic: &str, c: Checked) {
+    s.send(c.subscribed(topic));
+    let interval = c.interval;
     let (sub, snap) = Subscription::subscribe(c.topic, c.filter, c.symbols, c.policy);
     s.send(snap);
-    s.subs_mut().put(sub);
+    s.subs_mut().put(sub.throttled(interval));
 }
 
 fn on_resume(
@@ -282,10 +336,29 @@ fn on_resume(
     from: BTreeMap<i32, i64>,
     symbols: Option<Vec<String>>,
     epoch: Option<&str>,
+    rate: Option<f64>,
 ) {
-    let Some(c) = check_subscription(s, topic, symbols) else {
+    let Some(c) = checked(s, topic, symbols, rate) else {
         return;
     };
+    resume_checked(s, topic, c, from, epoch);
+}
+
+/// Resumes a subscription that passed the checks from `from` (partition → last seqNo).
+pub fn resume_checked(
+    s: &mut Session,
+    topic: &str,
+    c: Checked,
+    from: BTreeMap<i32, i64>,
+    epoch: Option<&str>,
+) {
+    if c.interval.is_some() {
+        // A throttled stream skips prices by design, and a held price goes out after later
+        // prices of other symbols: its seqNos are no complete position to resume from. The
+        // latest prices are what it stands for, so it starts from a fresh snapshot.
+        subscribe_checked(s, topic, c);
+        return;
+    }
     if let Some(e) = epoch
         && !c.topic.epoch.is_empty()
         && e != c.topic.epoch
@@ -307,8 +380,7 @@ fn on_resume(
         s.fail(Code::BadRequest, &why, Some(topic));
         return;
     }
-    let frame = server::subscribed(topic, partitions, c.symbols.as_deref(), &c.topic.epoch);
-    s.send(frame);
+    s.send(c.subscribed(topic));
     // A client may come from an edge that is a little ahead of this one: its cursors wait for
     // this edge to get there, up to RESUME_WAIT.
     let until = Instant::now() + RESUME_WAIT;

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
 use super::cursor::{Cursor, Limits, Step};
 use super::outbox::Outbox;
+use super::throttle::Throttle;
 use crate::config::SlowClientPolicy;
 use crate::edge::kafka::replay::{ReplayItem, ReplayPool};
 use crate::edge::log::partition::Budget;
@@ -73,6 +74,8 @@ pub struct Subscription {
     resuming: Option<Resuming>,
     /// Prices delivered and not yet added to the topic's shared counter ([`Self::flush_count`]).
     delivered: u64,
+    /// At most one price per symbol per interval (`None`: every price).
+    throttle: Option<Box<Throttle>>,
 }
 
 /// The latest price per symbol of `partitions` (all when `None`) and where each partition's
@@ -137,7 +140,35 @@ impl Subscription {
                 counted: false,
             }),
             delivered: 0,
+            throttle: None,
         }
+    }
+
+    /// The same subscription with at most one price per symbol every `interval`.
+    pub fn throttled(mut self, interval: Option<Duration>) -> Subscription {
+        self.throttle = interval.map(|i| Box::new(Throttle::new(i)));
+        self
+    }
+
+    /// Throttles to at most one price per symbol every `ceiling` (a token's `max_rate`), unless
+    /// it already is at least that slow.
+    pub fn limit(&mut self, ceiling: Duration) {
+        match self.throttle.as_mut() {
+            Some(t) if t.interval() >= ceiling => {}
+            Some(t) => t.set_interval(ceiling),
+            None => self.throttle = Some(Box::new(Throttle::new(ceiling))),
+        }
+    }
+
+    /// The shortest interval between two prices of a symbol, when throttled.
+    pub fn interval(&self) -> Option<Duration> {
+        self.throttle.as_ref().map(|t| t.interval())
+    }
+
+    /// Per partition, the last seqNo this subscription has delivered or covered (a snapshot
+    /// covers up to where its partition's cursor starts).
+    pub fn positions(&self) -> Vec<i64> {
+        self.parts.iter().map(|p| p.cursor.next() - 1).collect()
     }
 
     /// A fresh subscription: the snapshot frame to send, then live from the snapshot's point.
@@ -194,12 +225,13 @@ impl Subscription {
     /// The same subscription started over from a fresh snapshot of `topic` (the log that now
     /// serves the channel).
     pub fn restart_on(&self, topic: Arc<TopicLog>) -> (Subscription, String) {
-        Subscription::subscribe(
+        let (sub, snap) = Subscription::subscribe(
             topic,
             self.filter().cloned(),
             self.symbols().map(<[String]>::to_vec),
             self.policy,
-        )
+        );
+        (sub.throttled(self.interval()), snap)
     }
 
     /// Adds the prices delivered since the last call to the topic's counter.
@@ -231,15 +263,19 @@ impl Subscription {
         self.policy
     }
 
-    /// When a waiting resume must be looked at again even if no record arrives.
+    /// When a waiting resume or a held price must be looked at again even if no record
+    /// arrives.
     pub fn deadline(&self) -> Option<Instant> {
-        self.parts
+        let waiting = self
+            .parts
             .iter()
             .filter_map(|p| match p.cursor.mode() {
                 super::cursor::Mode::Waiting { until } => Some(until),
                 _ => None,
             })
-            .min()
+            .min();
+        let held = self.throttle.as_ref().and_then(|t| t.next_due());
+        waiting.into_iter().chain(held).min()
     }
 
     /// True when a live cursor is further behind than `max_lag`.
@@ -310,9 +346,15 @@ impl Subscription {
             let log = &self.topic.partitions[p];
             loop {
                 let (before, resuming) = (out.prices, !part.cursor.is_live());
-                let step = part
-                    .cursor
-                    .pull(log, filter, self.policy, &ctx.limits, budget, out);
+                let (policy, limits) = (self.policy, &ctx.limits);
+                let step = match self.throttle.as_mut() {
+                    Some(th) => {
+                        let mut sink = th.sink(out, limits.now);
+                        part.cursor
+                            .pull(log, filter, policy, limits, budget, &mut sink)
+                    }
+                    None => part.cursor.pull(log, filter, policy, limits, budget, out),
+                };
                 let next = match step {
                     Step::AwaitReplay => {
                         let item = match part.replay.as_mut().map(|rx| rx.try_recv()) {
@@ -323,7 +365,14 @@ impl Subscription {
                         if matches!(item, Some(ReplayItem::Reached(_))) {
                             part.replay = None;
                         }
-                        if let Err(why) = part.cursor.replayed(item, filter, budget, out) {
+                        let replayed = match self.throttle.as_mut() {
+                            Some(th) => {
+                                let mut sink = th.sink(out, ctx.limits.now);
+                                part.cursor.replayed(item, filter, budget, &mut sink)
+                            }
+                            None => part.cursor.replayed(item, filter, budget, out),
+                        };
+                        if let Err(why) = replayed {
                             crate::telemetry::edge_resume("gap");
                             return Err(Trouble::Gap(why));
                         }
@@ -348,6 +397,9 @@ impl Subscription {
                     break;
                 }
             }
+        }
+        if let Some(th) = self.throttle.as_mut() {
+            th.release(ctx.limits.now, out);
         }
         if let Some(r) = &self.resuming
             && self.parts.iter().all(|p| p.cursor.is_live())

@@ -62,6 +62,10 @@ impl Subscriptions {
         self.list.iter()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Subscription> {
+        self.list.iter_mut()
+    }
+
     /// Adds `sub`, or replaces the subscription to the same channel.
     pub fn put(&mut self, sub: Subscription) {
         let topic = sub.topic().clone();

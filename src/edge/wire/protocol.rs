@@ -21,6 +21,8 @@ pub enum ClientFrame {
     Subscribe {
         topic: String,
         symbols: Option<Vec<String>>,
+        /// Most updates per second per symbol the client wants.
+        max_rate: Option<f64>,
     },
     Unsubscribe {
         topic: String,
@@ -32,6 +34,7 @@ pub enum ClientFrame {
         symbols: Option<Vec<String>>,
         /// The epoch (Kafka topic id) the positions are from, when the client knows it.
         epoch: Option<String>,
+        max_rate: Option<f64>,
     },
     Publish {
         topic: String,
@@ -125,6 +128,8 @@ struct SubscribeMsg {
     topic: String,
     #[serde(default)]
     symbols: Option<Vec<String>>,
+    #[serde(default, rename = "maxRate")]
+    max_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +151,8 @@ struct ResumeMsg {
     symbols: Option<Vec<String>>,
     #[serde(default)]
     epoch: Option<String>,
+    #[serde(default, rename = "maxRate")]
+    max_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +201,16 @@ fn positions(kind: &str, from: BTreeMap<String, i64>) -> Result<BTreeMap<i32, i6
     Ok(out)
 }
 
+/// A `maxRate`: a number of updates per second per symbol within the limits.
+fn checked_rate(kind: &str, rate: Option<f64>) -> Result<Option<f64>, FrameError> {
+    match rate {
+        Some(r) => crate::edge::connection::throttle::interval(r)
+            .map(|_| Some(r))
+            .map_err(|why| bad(format!("{kind}: {why}"))),
+        None => Ok(None),
+    }
+}
+
 /// Longest messageId accepted.
 pub const MAX_MESSAGE_ID: usize = 128;
 
@@ -232,6 +249,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
             ClientFrame::Subscribe {
                 topic: m.topic,
                 symbols: m.symbols,
+                max_rate: checked_rate("subscribe", m.max_rate)?,
             }
         }
         "unsubscribe" => {
@@ -245,6 +263,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
                 from: positions("resume", m.from)?,
                 symbols: m.symbols,
                 epoch: m.epoch,
+                max_rate: checked_rate("resume", m.max_rate)?,
             }
         }
         "publish" => {

@@ -24,6 +24,9 @@ pub enum ServerFrame<'a> {
         /// The Kafka topic id: seqNos are positions in this life of the topic.
         #[serde(skip_serializing_if = "str::is_empty")]
         epoch: &'a str,
+        /// Throttled: at most this many updates per second per symbol.
+        #[serde(rename = "maxRate", skip_serializing_if = "Option::is_none")]
+        max_rate: Option<f64>,
     },
     Unsubscribed {
         topic: &'a str,
@@ -74,12 +77,14 @@ pub fn subscribed(
     partitions: usize,
     symbols: Option<&[String]>,
     epoch: &str,
+    max_rate: Option<f64>,
 ) -> String {
     ServerFrame::Subscribed {
         topic,
         partitions,
         symbols,
         epoch,
+        max_rate,
     }
     .encode()
 }
@@ -155,12 +160,12 @@ mod tests {
             r#"{"type":"ready","sessionId":"n-1","user":"ann","expiresAt":7}"#
         );
         assert_eq!(
-            subscribed("vip", 3, None, ""),
+            subscribed("vip", 3, None, "", None),
             r#"{"type":"subscribed","topic":"vip","partitions":3,"symbols":null}"#
         );
         assert_eq!(
-            subscribed("vip", 3, None, "x5pHCw1hRp-4ya8DbM_mAQ"),
-            r#"{"type":"subscribed","topic":"vip","partitions":3,"symbols":null,"epoch":"x5pHCw1hRp-4ya8DbM_mAQ"}"#
+            subscribed("vip", 3, None, "x5pHCw1hRp-4ya8DbM_mAQ", Some(0.5)),
+            r#"{"type":"subscribed","topic":"vip","partitions":3,"symbols":null,"epoch":"x5pHCw1hRp-4ya8DbM_mAQ","maxRate":0.5}"#
         );
         assert_eq!(
             unsubscribed("vip", None),
