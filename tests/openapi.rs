@@ -162,6 +162,7 @@ fn openapi_is_valid_and_lists_exactly_the_served_routes() {
     for (path, method) in [
         ("/ws", "get"),
         ("/ws/sub/{topic}", "get"),
+        ("/sse/{topic}", "get"),
         ("/stats", "get"),
         ("/publish", "post"),
         ("/demo/session", "get"),

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::edge_routes::{self, EdgeSlot};
 use super::problem::Problem;
-use super::{ops, web};
+use super::{ops, sse_route, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,7 @@ use super::{ops, web};
     ),
     tags(
         (name = "websocket", description = "WebSocket endpoints (Micro Socket protocol, docs/protocol.md)"),
+        (name = "sse", description = "Server-Sent Events: prices over plain HTTP, with Last-Event-ID resume (docs/protocol.md section 18)"),
         (name = "publish", description = "Publishing raw prices over HTTP"),
         (name = "operations", description = "Health, readiness, metrics and statistics"),
         (name = "demo", description = "Demo mode only"),
@@ -51,7 +52,10 @@ pub fn app(state: ops::HttpState, edge: Option<EdgeSlot>) -> Router {
                 .with_state(spec.clone()),
         );
     if let Some(slot) = edge {
-        api = api.merge(edge_routes::routes(slot)).merge(web::routes());
+        api = api
+            .merge(edge_routes::routes(slot.clone()))
+            .merge(sse_route::routes(slot))
+            .merge(web::routes());
     }
     let (router, doc) = api.split_for_parts();
     let _ = spec.set(

@@ -15,7 +15,6 @@ use super::subscriptions::Subscriptions;
 use crate::edge::auth::Grant;
 use crate::edge::log::partition::Budget;
 use crate::edge::node::Edge;
-use crate::edge::wire::frames as wire;
 use crate::edge::wire::protocol::Code;
 use crate::edge::wire::server;
 use crate::telemetry;
@@ -229,14 +228,12 @@ impl Session {
     pub fn fill(&mut self, out: &mut Outbox, blocked: bool, now: Instant) {
         self.take_acks();
         if let Some(payload) = self.pong.take() {
-            wire::put_frame(&mut out.buf, wire::OP_PONG, &[&payload]);
-            out.frames += 1;
+            out.pong(&payload);
         }
         self.write_control(out);
         if self.ping_pending {
             self.ping_pending = false;
-            wire::put_frame(&mut out.buf, wire::OP_PING, &[]);
-            out.frames += 1;
+            out.ping();
         }
         if self.subs.is_empty() {
             return;

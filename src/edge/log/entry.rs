@@ -9,6 +9,7 @@ use super::symbols::SymbolId;
 pub struct Entry {
     pub offset: i64,
     pub symbol: SymbolId,
+    pub partition: u32,
     /// Source timestamp of the price (ms since the epoch), for the latency histogram.
     pub ts_ms: i64,
     /// When this edge read the record ([`clock_us`]).
@@ -89,6 +90,7 @@ pub fn encode_entry(
     Ok(Entry {
         offset,
         symbol,
+        partition: partition.max(0) as u32,
         ts_ms: source_ts(trimmed).unwrap_or(fallback_ts_ms),
         received_us: clock_us(),
         frame,

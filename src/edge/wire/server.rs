@@ -127,7 +127,7 @@ pub fn snapshot<'a>(
     use std::fmt::Write;
     let mut s = String::with_capacity(256);
     let _ = write!(s, "{{\"type\":\"snapshot\",\"topic\":\"{topic}\",");
-    // Topic ids are base64url: nothing to escape.
+    // Topic ids are base64 (letters, digits, +, / and =): nothing to escape in JSON.
     if !epoch.is_empty() {
         let _ = write!(s, "\"epoch\":\"{epoch}\",");
     }
