@@ -255,3 +255,112 @@ fn an_event_stream_resumes_from_last_event_id_with_no_gap_and_no_duplicate() {
     assert_eq!(t.expect("subscribed")["maxRate"], 2.0);
     t.expect("snapshot");
 }
+
+/// The browser's own `EventSource` (tests/browser/sse.mjs in Chromium) through two network cuts:
+/// it reconnects by itself with `Last-Event-ID` and misses nothing, twice nothing.
+#[test]
+fn event_source_in_chromium_reconnects_with_last_event_id_and_misses_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let broker = Broker::start();
+    let prefix = unique_prefix("sse-browser");
+    let (dir, path) = write_config(&config(&prefix));
+    let (raw, vip) = (format!("{prefix}.raw"), format!("{prefix}.vip"));
+    create_topic(&broker, &raw, PARTITIONS);
+    let edge = spawn_pricefeed(&broker, &path, &["run"], dir.path());
+    wait_ready(&edge, Duration::from_secs(60));
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let producer = feed(&broker, raw, stop.clone(), written.clone());
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut node = Command::new("node")
+        .arg(root.join("tests/browser/sse.mjs"))
+        .env(
+            "PRICEFEED_URL",
+            format!("http://127.0.0.1:{}", edge.http_port),
+        )
+        .env("PRICEFEED_TOKEN", token("eve", &["vip"], None, false, 600))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node (Node.js) must be installed");
+    let mut stdin = node.stdin.take().unwrap();
+    let mut result = None;
+    let mut records = Vec::new();
+    for line in BufReader::new(node.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        println!("node: {}", &line[..line.len().min(200)]);
+        if line == "stop-feed" {
+            stop.store(true, Ordering::SeqCst);
+            while !producer.is_finished() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let total = written.load(Ordering::SeqCst);
+            records = wait_for(Duration::from_secs(60), "every record on vip", || {
+                let r = read_all(&broker, &vip, PARTITIONS);
+                (r.len() == total).then_some(r)
+            });
+            let end: BTreeMap<String, i64> = records
+                .iter()
+                .map(|r| (r.partition.to_string(), r.offset))
+                .collect();
+            writeln!(stdin, "{}", serde_json::to_string(&end).unwrap()).unwrap();
+        } else if let Some(json) = line.strip_prefix("RESULT ") {
+            result = Some(serde_json::from_str::<Value>(json).unwrap());
+        }
+    }
+    assert!(node.wait().unwrap().success(), "the browser test failed");
+    let result = result.expect("a RESULT line");
+    assert_eq!(result["opens"], 3, "one stream and two reconnections");
+
+    let mut rx = Received::default();
+    let (mut snapshots, mut resumed) = (0, 0);
+    let mut first_up_to = BTreeMap::new();
+    for g in result["got"].as_array().unwrap() {
+        let f = &g["frame"];
+        match f["type"].as_str().unwrap() {
+            "snapshot" => {
+                snapshots += 1;
+                rx.take(f);
+                first_up_to = rx.last.clone();
+            }
+            "message" => {
+                rx.take(f);
+                // The id the browser keeps is the position after this price.
+                let id = g["id"].as_str().unwrap();
+                let seqs: Vec<i64> = id
+                    .split('@')
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|s| s.parse().unwrap())
+                    .collect();
+                let p = f["partition"].as_u64().unwrap() as usize;
+                assert_eq!(seqs[p], f["seqNo"].as_i64().unwrap(), "{id} for {f}");
+            }
+            "resumed" => resumed += 1,
+            "ready" | "subscribed" => {}
+            other => panic!("unexpected {other}: {f}"),
+        }
+    }
+    assert_eq!(
+        snapshots, 1,
+        "the reconnections resumed rather than starting over"
+    );
+    assert_eq!(resumed, 2);
+    assert_eq!(rx.gaps, 0);
+    for p in 0..PARTITIONS as i64 {
+        let expected: Vec<i64> = records
+            .iter()
+            .filter(|r| r.partition as i64 == p && r.offset > first_up_to[&p])
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(
+            rx.seqs[&p], expected,
+            "partition {p}: every price once, in order"
+        );
+    }
+}

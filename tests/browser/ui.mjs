@@ -10,61 +10,13 @@
 //
 // Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
 
-import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import net from "node:net";
 import { dirname } from "node:path";
+import { launch, startProxy } from "./harness.mjs";
 
 const base = process.env.PRICEFEED_URL;
 const shot = process.env.PRICEFEED_SCREENSHOT || "target/browser/ui.png";
 if (!base) throw new Error("set PRICEFEED_URL");
-
-function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  for (const name of ["chromium", "chromium-browser"]) {
-    try {
-      return execFileSync("which", [name]).toString().trim();
-    } catch {}
-  }
-  throw new Error("no chromium on PATH: apt-get install chromium (scripts/install-browser.sh)");
-}
-
-/**
- * A TCP proxy to the edge for the UI page, so that the test can fail the network under the
- * browser: `cut(ms)` resets every open connection and refuses new ones for `ms`.
- */
-async function startProxy(target) {
-  const { hostname, port } = new URL(target);
-  const open = new Set();
-  let refuseUntil = 0;
-  const server = net.createServer((client) => {
-    if (Date.now() < refuseUntil) return client.resetAndDestroy();
-    const upstream = net.connect(Number(port), hostname);
-    const pair = [client, upstream];
-    open.add(pair);
-    const end = () => {
-      open.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const s of pair) s.on("error", end).on("close", end);
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    cut(ms) {
-      refuseUntil = Date.now() + ms;
-      for (const [client, upstream] of open) {
-        client.resetAndDestroy();
-        upstream.destroy();
-      }
-      open.clear();
-    },
-    close: () => server.close(),
-  };
-}
 
 /** Fails on any request (WebSockets included) that leaves `origin`: the pages work offline. */
 function sameOriginOnly(page, origin, failures) {
@@ -88,11 +40,7 @@ function check(ok, what) {
   console.log(`ok: ${what}`);
 }
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath(),
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const browser = await launch();
 const failures = [];
 const proxy = await startProxy(base);
 // While the test fails the network, the browser's own connection errors are expected.
