@@ -5,9 +5,10 @@
 //! rules of [`config`], [`transform`] workers write `prices.<channel>`, and the [`edge`] reads
 //! those and serves WebSocket clients. [`service`] runs the roles of a process; [`kafka`] builds
 //! every Kafka client; [`http`] and [`telemetry`] expose the process; [`reconcile`] checks the
-//! topics against each other; [`tools`] are the commands apart from the pipeline (a demo feed,
+//! topics against each other; [`audit`] answers what a channel quoted when; [`tools`] are the commands apart from the pipeline (a demo feed,
 //! a topic viewer, a terminal client, token minting, config checking).
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod edge;

@@ -163,6 +163,7 @@ fn openapi_is_valid_and_lists_exactly_the_served_routes() {
         ("/ws", "get"),
         ("/ws/sub/{topic}", "get"),
         ("/sse/{topic}", "get"),
+        ("/audit", "get"),
         ("/stats", "get"),
         ("/publish", "post"),
         ("/demo/session", "get"),

@@ -100,6 +100,9 @@ pub enum Command {
     /// doubled and out-of-order raw offsets, wrong partitions, wrong prices. Exits 1 on any
     /// finding, 2 when it cannot compare.
     Reconcile(ReconcileArgs),
+    /// What a channel quoted for a symbol around a time: each quote with the raw record it came
+    /// from and the rules version and markup that made it (found with Kafka's time index).
+    Audit(AuditArgs),
 }
 
 #[derive(Args)]
@@ -255,6 +258,28 @@ pub struct TailArgs {
     /// Keep printing new records until Ctrl-C.
     #[arg(long, short)]
     pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The channel (e.g. retail).
+    #[arg(long)]
+    pub channel: String,
+    /// The symbol (e.g. EURUSD).
+    #[arg(long)]
+    pub symbol: String,
+    /// The time (ms since 1970, or RFC 3339 such as 2026-12-06T07:30:00Z).
+    #[arg(long, value_parser = crate::reconcile::parse_time)]
+    pub at: i64,
+    /// How far either side of --at to look (500ms, 5s, 2m, 1h).
+    #[arg(long, default_value = "5s", value_parser = crate::reconcile::parse_duration_ms)]
+    pub window: i64,
+    /// At most this many quotes, the nearest to --at.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -44,9 +44,13 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Reconcile(r) = cli.command() {
+    if let Command::Reconcile(_) | Command::Audit(_) = cli.command() {
         return match Rules::load(&cli.config) {
-            Ok(rules) => reconcile(&cli, rules, r),
+            Ok(rules) => match cli.command() {
+                Command::Audit(a) => super::reconcile::audit(&cli, rules, a),
+                Command::Reconcile(r) => reconcile(&cli, rules, r),
+                _ => unreachable!("matched above"),
+            },
             Err(errors) => {
                 eprint!("{errors}");
                 ExitCode::from(2)
@@ -252,7 +256,8 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
         Command::Tail(_)
         | Command::CheckConfig { .. }
         | Command::Token(_)
-        | Command::Reconcile(_) => {
+        | Command::Reconcile(_)
+        | Command::Audit(_) => {
             unreachable!("handled above")
         }
     };

@@ -1,8 +1,9 @@
-//! `pricefeed reconcile`: the report, printed as text or JSON, and its exit code.
+//! `pricefeed reconcile` and `pricefeed audit`: the answer, printed as text or JSON, and the
+//! exit code.
 
 use std::process::ExitCode;
 
-use super::args::{Cli, ReconcileArgs};
+use super::args::{AuditArgs, Cli, ReconcileArgs};
 use crate::config::Rules;
 use crate::kafka::KafkaSettings;
 
@@ -33,10 +34,7 @@ pub fn reconcile(cli: &Cli, rules: Rules, r: &ReconcileArgs) -> ExitCode {
         (None, None) => Bound::Edge,
     };
     let opts = ReconcileOptions {
-        kafka: KafkaSettings {
-            brokers: cli.brokers.clone(),
-            options: cli.kafka_options.iter().flat_map(|l| l.0.clone()).collect(),
-        },
+        kafka: kafka_settings(cli),
         rules: std::sync::Arc::new(rules),
         older_rules: older,
         channel: r.channel.clone(),
@@ -62,6 +60,41 @@ pub fn reconcile(cli: &Cli, rules: Rules, r: &ReconcileArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("pricefeed reconcile: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn kafka_settings(cli: &Cli) -> KafkaSettings {
+    KafkaSettings {
+        brokers: cli.brokers.clone(),
+        options: cli.kafka_options.iter().flat_map(|l| l.0.clone()).collect(),
+    }
+}
+
+/// Exits 0 with an answer (even one with no quote in the window), 2 when there is none.
+pub fn audit(cli: &Cli, rules: Rules, a: &AuditArgs) -> ExitCode {
+    let q = crate::audit::AuditQuery {
+        channel: a.channel.clone(),
+        symbol: a.symbol.clone(),
+        at: a.at,
+        window_ms: a.window,
+        limit: a.limit.max(1),
+    };
+    match crate::audit::audit(&kafka_settings(cli), &rules, &q) {
+        Ok(answer) if a.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            print!("{}", answer.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pricefeed audit: {e}");
             ExitCode::from(2)
         }
     }

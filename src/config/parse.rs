@@ -71,6 +71,7 @@ pub(super) fn parse(text: &str) -> Result<Rules, Vec<ConfigError>> {
     match kafka {
         Some(kafka) if w.errors.is_empty() => Ok(Rules {
             version: content_version(text),
+            text: text.into(),
             kafka,
             auth,
             edge,
@@ -92,6 +93,7 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
         raw_topic: "prices.raw".into(),
         channel_topic_prefix: "prices.".into(),
         dead_letter_topic: "prices.dead-letter".into(),
+        rules_topic: "pricefeed.rules".into(),
         partitions: 3,
         replication_factor: 1,
         delivery: Delivery::Idempotent,
@@ -105,6 +107,7 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
             "raw_topic",
             "channel_topic_prefix",
             "dead_letter_topic",
+            "rules_topic",
             "partitions",
             "replication_factor",
             "delivery",
@@ -115,6 +118,7 @@ fn parse_kafka(w: &mut Walker, value: Option<&Value>) -> Option<KafkaTopics> {
         ("raw_topic", &mut k.raw_topic),
         ("channel_topic_prefix", &mut k.channel_topic_prefix),
         ("dead_letter_topic", &mut k.dead_letter_topic),
+        ("rules_topic", &mut k.rules_topic),
     ] {
         let path = join("kafka", key);
         if let Some(s) = table.get(key).and_then(|v| w.string(&path, v)) {

@@ -15,6 +15,9 @@ pub struct KafkaTopics {
     pub channel_topic_prefix: String,
     /// Raw records that fail to decode or validate are copied here with the reason.
     pub dead_letter_topic: String,
+    /// Every rules version that went live, keyed by version, with the file's text (compacted;
+    /// `pricefeed audit` reads it).
+    pub rules_topic: String,
     /// Partition count used when pricefeed has to create the raw topic itself.
     pub partitions: i32,
     /// Replication factor for topics pricefeed creates.
@@ -69,6 +72,8 @@ pub struct Rules {
     /// Content hash of the file (12 hex digits): the same file gives the same version on every
     /// worker, so output records say exactly which rules made them.
     pub version: String,
+    /// The file's text, as loaded: what the version is the hash of (kept for the rules topic).
+    pub text: std::sync::Arc<str>,
     pub kafka: KafkaTopics,
     pub auth: AuthSettings,
     pub edge: EdgeSettings,

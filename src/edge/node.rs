@@ -123,6 +123,8 @@ pub struct Edge {
     pub next_session: AtomicU64,
     /// Set by the reader when Kafka calls fail; cleared when they succeed again.
     pub kafka_error: Arc<AtomicBool>,
+    /// How to reach Kafka (for `GET /audit`, which reads with clients of its own).
+    pub kafka: crate::kafka::KafkaSettings,
 }
 
 impl Edge {

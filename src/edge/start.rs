@@ -169,6 +169,7 @@ pub async fn start(
         demo,
         next_session: AtomicU64::new(1),
         kafka_error: Default::default(),
+        kafka: opts.kafka.clone(),
     });
     let closer = edge.clone();
     edge.tasks.spawn(async move {

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::edge_routes::{self, EdgeSlot};
 use super::problem::Problem;
-use super::{ops, sse_route, web};
+use super::{audit_route, ops, sse_route, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use super::{ops, sse_route, web};
         (name = "websocket", description = "WebSocket endpoints (Micro Socket protocol, docs/protocol.md)"),
         (name = "sse", description = "Server-Sent Events: prices over plain HTTP, with Last-Event-ID resume (docs/protocol.md section 18)"),
         (name = "publish", description = "Publishing raw prices over HTTP"),
+        (name = "audit", description = "What a channel quoted when, from which source price, under which rules"),
         (name = "operations", description = "Health, readiness, metrics and statistics"),
         (name = "demo", description = "Demo mode only"),
         (name = "ui", description = "Pages and the client library"),
@@ -54,7 +55,8 @@ pub fn app(state: ops::HttpState, edge: Option<EdgeSlot>) -> Router {
     if let Some(slot) = edge {
         api = api
             .merge(edge_routes::routes(slot.clone()))
-            .merge(sse_route::routes(slot))
+            .merge(sse_route::routes(slot.clone()))
+            .merge(audit_route::routes(slot))
             .merge(web::routes());
     }
     let (router, doc) = api.split_for_parts();

@@ -4,6 +4,7 @@
 //! header or the query, the position from `Last-Event-ID`, refusals as JSON problems.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -56,9 +57,10 @@ pub struct SseQuery {
 pub async fn sse_stream(
     Started(edge): Started,
     Path(topic): Path<String>,
-    Query(q): Query<SseQuery>,
+    query: Result<Query<SseQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     if !edge.hub.caught_up() {
         return Err(Problem::unavailable(
             "this edge is still reading the channel topics; retry shortly",

@@ -68,6 +68,29 @@ pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
     }
 }
 
+/// The first offset at or after `time_ms`, or the high watermark when there is none.
+pub fn offset_for_time(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    time_ms: i64,
+    high: i64,
+) -> Result<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(time_ms))
+        .map_err(ctx("building a time lookup"))?;
+    let found = reader
+        .offsets_for_times(tpl, ADMIN_TIMEOUT)
+        .map_err(ctx(format!("looking up a time in {topic}/{partition}")))?;
+    Ok(found
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        })
+        .unwrap_or(high))
+}
+
 /// Reads each `(topic, partition, start, end)` from `start` up to `end` (exclusive), calling
 /// `on` for every record below `end`. A partition is done once a record at or past `end - 1` was
 /// read or the consumer's position reached `end` (offsets taken by transaction markers or

@@ -71,6 +71,24 @@ pub async fn ensure_topics(
     partitions: i32,
     replication_factor: i32,
 ) -> Result<()> {
+    ensure_topics_configured(settings, topics, partitions, replication_factor, |t| {
+        if t.ends_with(super::latest::LATEST_SUFFIX) {
+            super::latest::LATEST_TOPIC_CONFIG
+        } else {
+            &[]
+        }
+    })
+    .await
+}
+
+/// [`ensure_topics`] with the topic settings of each new topic given by `config`.
+pub async fn ensure_topics_configured(
+    settings: &KafkaSettings,
+    topics: &[String],
+    partitions: i32,
+    replication_factor: i32,
+    config: impl Fn(&str) -> &'static [(&'static str, &'static str)],
+) -> Result<()> {
     let admin = settings.admin()?;
     let reader = settings.reader()?;
     let mut missing = Vec::new();
@@ -93,13 +111,7 @@ pub async fn ensure_topics(
         .iter()
         .map(|t| {
             let new = NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor));
-            if t.ends_with(super::latest::LATEST_SUFFIX) {
-                super::latest::LATEST_TOPIC_CONFIG
-                    .iter()
-                    .fold(new, |n, (k, v)| n.set(k, v))
-            } else {
-                new
-            }
+            config(t).iter().fold(new, |n, (k, v)| n.set(k, v))
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));

@@ -13,9 +13,9 @@ mod time;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Rules;
 use crate::kafka::{self, ADMIN_TIMEOUT, KafkaFailure, KafkaSettings, ctx};
@@ -23,7 +23,7 @@ use crate::transform::resume::{RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
 use crate::transform::{RAW_PARTITION_HEADER, TransformOptions};
 use check::{Output, OutputKind, OutputRecord, RawRecord, Versions, check_partition};
 pub use report::Report;
-pub use time::parse_time;
+pub use time::{format_time, parse_duration_ms, parse_time};
 
 /// One end of the compared range of raw records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,29 +143,6 @@ fn reader(settings: &KafkaSettings) -> kafka::Result<BaseConsumer> {
     settings.bulk_reader()
 }
 
-/// The first offset at or after `time_ms`, or the high watermark when there is none.
-fn offset_for_time(
-    reader: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    time_ms: i64,
-    high: i64,
-) -> kafka::Result<i64> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(time_ms))
-        .map_err(ctx("building a time lookup"))?;
-    let found = reader
-        .offsets_for_times(tpl, ADMIN_TIMEOUT)
-        .map_err(ctx(format!("looking up a time in {topic}/{partition}")))?;
-    Ok(found
-        .find_partition(topic, partition)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(o) if o >= 0 => Some(o),
-            _ => None,
-        })
-        .unwrap_or(high))
-}
-
 fn raw_range(
     reader: &BaseConsumer,
     topic: &str,
@@ -180,7 +157,7 @@ fn raw_range(
         Ok(match b {
             Bound::Edge => edge,
             Bound::Offset(o) => o.clamp(low, high),
-            Bound::Time(t) => offset_for_time(reader, topic, partition, t, high)?,
+            Bound::Time(t) => kafka::offset_for_time(reader, topic, partition, t, high)?,
         })
     };
     let start = at(from, low)?;
@@ -222,7 +199,7 @@ fn read_output(
         .fetch_watermarks(topic, partition, ADMIN_TIMEOUT)
         .map_err(ctx(format!("reading watermarks of {topic}/{partition}")))?;
     let start = match since_ms {
-        Some(t) if t > 0 => offset_for_time(reader, topic, partition, t, high)?,
+        Some(t) if t > 0 => kafka::offset_for_time(reader, topic, partition, t, high)?,
         _ => low,
     };
     let mut out = Vec::new();

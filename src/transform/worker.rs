@@ -200,6 +200,9 @@ impl Loop {
         let every: Vec<String> = topics.iter().chain(&latest).cloned().collect();
         self.runtime
             .block_on(crate::kafka::ensure_topics(&kafka, &every, partitions, rf))?;
+        // Before any record says it was made with this version, the version is in Kafka.
+        let record = crate::kafka::rules_log::record_rules(&kafka, &rules, "transform");
+        self.runtime.block_on(record)?;
         consumer.context().latest.track_topics(consumer, &outputs);
         self.floor_new_outputs(&topics, consumer.context())?;
         *consumer

@@ -39,7 +39,8 @@ pub fn unique_prefix(test: &str) -> String {
 pub fn kafka_table(prefix: &str, partitions: i32) -> String {
     format!(
         "[kafka]\nraw_topic = \"{prefix}.raw\"\nchannel_topic_prefix = \"{prefix}.\"\n\
-         dead_letter_topic = \"{prefix}.dlq\"\npartitions = {partitions}\nreplication_factor = 1\n"
+         dead_letter_topic = \"{prefix}.dlq\"\nrules_topic = \"{prefix}.rules\"\n\
+         partitions = {partitions}\nreplication_factor = 1\n"
     )
 }
 
@@ -100,6 +101,8 @@ pub struct Rec {
     pub key: Option<String>,
     pub value: String,
     pub headers: HashMap<String, String>,
+    /// The Kafka record time, ms since the epoch.
+    pub timestamp: i64,
 }
 
 impl Rec {
@@ -146,6 +149,7 @@ pub fn read_all(broker: &Broker, topic: &str, partitions: i32) -> Vec<Rec> {
             key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
             headers,
+            timestamp: m.timestamp().to_millis().unwrap_or(0),
         });
     })
     .expect("read topic");
@@ -375,6 +379,21 @@ pub fn wait_ready(p: &Proc, timeout: Duration) {
 
 /// A minimal HTTP/1.1 POST on 127.0.0.1: the status code and the body.
 pub fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    http_request(port, "POST", path, headers, body)
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 with `headers`: the status code and the body.
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http_request(port, "GET", path, headers, "")
+}
+
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -384,7 +403,7 @@ pub fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) ->
         .collect();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
         body.len()
     )

@@ -61,7 +61,7 @@ fn node() -> Arc<Edge> {
         leeway_s: 0,
         rules: live,
         settings: rules.edge.clone(),
-        replay: ReplayPool::new(kafka, TaskTracker::new(), 0),
+        replay: ReplayPool::new(kafka.clone(), TaskTracker::new(), 0),
         publisher: Arc::new(publisher),
         stats: Stats::default(),
         latency: crate::telemetry::edge_latency(),
@@ -74,6 +74,7 @@ fn node() -> Arc<Edge> {
         demo: None,
         next_session: AtomicU64::new(1),
         kafka_error: Default::default(),
+        kafka,
     })
 }
 
