@@ -68,6 +68,13 @@ check(r.gaps.length === 1, "a record missed between the snapshot and the first m
 const filtered = [start[0], { ...start[1], symbols: ["EURUSD"] }, start[2]];
 r = await run([...filtered, msg(5, 4), msg(9, 8)]);
 check(r.gaps.length === 0, "a filtered subscription checks no gap");
+// A throttled subscription (the edge says maxRate): a held price goes out after later prices of
+// other symbols, so order and duplicates are per symbol, and skipped seqNos are no gap.
+const throttled = [start[0], { ...start[1], maxRate: 2 }, start[2]];
+const sym = (symbol, seqNo, prev, conflated) => ({ ...msg(seqNo, prev), data: { ...msg(seqNo, prev).data, symbol }, ...(conflated ? { conflated } : {}) });
+r = await run([...throttled, sym("GBPUSD", 9, 8), sym("EURUSD", 7, 6, true), sym("EURUSD", 12, 11), sym("EURUSD", 7, 6)]);
+check(r.stats.messages === 3 && r.stats.duplicates === 1 && r.gaps.length === 0,
+  `throttled: an older price of another symbol is shown, a repeat of one symbol is not (${JSON.stringify(r.stats)})`);
 console.log("client gap checks: all passed");
 // The library's timers (token refresh, heartbeat) would keep Node running.
 process.exit(0);

@@ -6,7 +6,8 @@
 // does (a TCP proxy between the browser and the edge resets every connection and refuses new
 // ones for 2 s); the rendered spread is the quoted one in pips; no request leaves the page's
 // origin (it works offline); and the /docs playground's setup/subscribe flow logs ready,
-// subscribed and prices. Saves screenshots. Exits non-zero with the reason on any failure.
+// subscribed and prices; a panel switched to Server-Sent Events streams and resumes, and with a
+// throttle of 1/s shows no symbol more often. Saves screenshots. Exits non-zero with the reason on any failure.
 //
 // Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
 
@@ -208,6 +209,58 @@ try {
     const lost = closes.filter((e) => e.channel === c && e.code === 1006 && e.willReconnect);
     check(lost.length > 0, `${c}: the library saw the connection fail (close 1006) and reconnected on its own`);
   }
+
+  // 3b. The vip panel on Server-Sent Events: it says so, streams, and after a drop resumes with
+  // no gap, no duplicate and no snapshot; then throttled to 1 update per second per symbol: it
+  // says so and never shows a symbol more often than that.
+  const vipPanel = `section[data-channel="vip"]`;
+  await page.selectOption(`${vipPanel} select[aria-label=transport]`, "sse");
+  await page.waitForFunction(
+    () => {
+      const p = window.pricefeedUi.panels.find((x) => x.channel === "vip");
+      return p.socket.transport === "sse" && p.socket.state === "open" && p.socket.stats.messages >= 20;
+    },
+    null,
+    { timeout: 30_000 },
+  );
+  check((await page.textContent(`${vipPanel} .transport`)) === "SSE", "vip: the panel shows it streams over SSE");
+  const sseBefore = await page.evaluate(() => ({ ...window.pricefeedUi.panels.find((x) => x.channel === "vip").socket.stats }));
+  await page.click(`${vipPanel} button.drop`);
+  await page.waitForFunction(
+    (prev) => {
+      const s = window.pricefeedUi.panels.find((x) => x.channel === "vip").socket;
+      return s.stats.resumed > prev.resumed && s.stats.messages > prev.messages + 10;
+    },
+    sseBefore,
+    { timeout: 30_000 },
+  );
+  const sseAfter = await page.evaluate(() => ({ ...window.pricefeedUi.panels.find((x) => x.channel === "vip").socket.stats }));
+  check(
+    sseAfter.gaps === 0 && sseAfter.duplicates === 0 && sseAfter.snapshots === sseBefore.snapshots,
+    `vip over SSE: dropped and resumed from its last seqNo (${JSON.stringify(sseAfter)})`,
+  );
+  await page.selectOption(`${vipPanel} select[aria-label=throttle]`, "1");
+  await page.waitForFunction(
+    () => document.querySelector('section[data-channel="vip"] .transport').textContent.includes("1/s"),
+    null,
+    { timeout: 15_000 },
+  );
+  await page.evaluate(() => {
+    window.throttled = [];
+    const p = window.pricefeedUi.panels.find((x) => x.channel === "vip");
+    p.socket.on("price", (m) => window.throttled.push([m.data.symbol, performance.now()]));
+  });
+  await page.waitForTimeout(5_000);
+  const arrivals = await page.evaluate(() => window.throttled);
+  const bySymbol = new Map();
+  for (const [sym, t] of arrivals) bySymbol.set(sym, (bySymbol.get(sym) ?? []).concat([t]));
+  for (const [sym, ts] of bySymbol) {
+    // Arrival times jitter with the browser's event loop: 300 ms of slack, still under one interval.
+    const allowed = Math.floor((ts.at(-1) - ts[0] + 300) / 1000) + 1;
+    check(ts.length <= allowed, `vip at 1/s: ${sym} updated ${ts.length} times in ${Math.round(ts.at(-1) - ts[0])} ms`);
+  }
+  check(bySymbol.size >= 3, `vip at 1/s: ${bySymbol.size} symbols still update`);
+  check((await page.textContent(`${vipPanel} .transport`)) === "SSE · ≤ 1/s per symbol", "vip: the panel shows the throttle");
 
   mkdirSync(dirname(shot), { recursive: true });
   await page.screenshot({ path: shot, fullPage: true });

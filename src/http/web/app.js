@@ -48,9 +48,20 @@ function pips(tenths) {
 
 // ---- one panel: a channel picker, a state badge and a table ----------------------------------
 
+/** The throttle choices: updates per second per symbol (null: every price). */
+const RATES = [
+  [null, "every price"],
+  [10, "10/s"],
+  [2, "2/s"],
+  [1, "1/s"],
+  [0.2, "1 per 5 s"],
+];
+
 class Panel {
   constructor(root, session, channel, onChange) {
     this.session = session;
+    this.transport = "websocket";
+    this.maxRate = null;
     this.el = document.createElement("section");
     this.el.className = "panel";
     root.appendChild(this.el);
@@ -72,7 +83,15 @@ class Panel {
         <select aria-label="channel">${this.session.channels
           .map((c) => `<option ${c.name === channel ? "selected" : ""}>${c.name}</option>`)
           .join("")}</select>
+        <select aria-label="transport" title="WebSocket, or Server-Sent Events for networks that block WebSockets">
+          <option value="websocket" ${this.transport === "websocket" ? "selected" : ""}>WebSocket</option>
+          <option value="sse" ${this.transport === "sse" ? "selected" : ""}>SSE</option>
+        </select>
+        <select aria-label="throttle" title="At most this many updates per second per symbol, always the latest">${RATES.map(
+          ([r, label]) => `<option value="${r ?? ""}" ${r === this.maxRate ? "selected" : ""}>${label}</option>`,
+        ).join("")}</select>
         <span class="state idle">idle</span>
+        <span class="transport"></span>
         <button class="drop" title="Drop the connection for 2 s; the panel resumes from its last seqNo">drop 2 s</button>
         <span class="counters"></span>
       </div>
@@ -80,7 +99,16 @@ class Panel {
         <thead><tr><th>Symbol</th><th>Bid</th><th>Ask</th><th>Spread (pips)</th><th>seqNo</th><th>Latency ms</th><th>Age s</th></tr></thead>
         <tbody></tbody>
       </table>`;
-    this.el.querySelector("select").addEventListener("change", (e) => this.onChange(this, e.target.value));
+    this.el.querySelector("select[aria-label=channel]").addEventListener("change", (e) => this.onChange(this, e.target.value));
+    this.el.querySelector("select[aria-label=transport]").addEventListener("change", (e) => {
+      this.transport = e.target.value;
+      this.open(this.channel);
+    });
+    this.el.querySelector("select[aria-label=throttle]").addEventListener("change", (e) => {
+      this.maxRate = e.target.value ? Number(e.target.value) : null;
+      this.open(this.channel);
+    });
+    this.transportLabel = this.el.querySelector(".transport");
     this.el.querySelector(".drop").addEventListener("click", () => this.socket.interrupt(2000));
     this.badge = this.el.querySelector(".state");
     this.counters = this.el.querySelector(".counters");
@@ -104,13 +132,18 @@ class Panel {
       const fresh = await demoSession();
       return fresh.channels.find((c) => c.name === channel).token;
     };
-    const s = SubSocket.byTopics(wsBase, [channel], { token });
+    const s = SubSocket.byTopics(wsBase, [channel], { token, transport: this.transport, maxRate: this.maxRate });
     this.socket = s;
+    this.rate = null;
     // A socket replaced by a channel switch draws nothing more into this panel.
     const on = (event, fn) => s.on(event, (v) => this.socket === s && fn(v));
     on("state", ({ state, attempt }) => {
       this.badge.className = `state ${state}`;
       this.badge.textContent = state === "reconnecting" ? `reconnecting (${attempt})` : state;
+      this.renderCounters();
+    });
+    on("subscribed", (f) => {
+      this.rate = f.maxRate ?? null; // the client's choice, or the token's ceiling
       this.renderCounters();
     });
     on("snapshot", (f) => {
@@ -191,6 +224,9 @@ class Panel {
   renderCounters() {
     const st = this.socket.stats;
     this.counters.textContent = `${st.messages} prices · ${st.gaps} gaps · ${st.reconnects} reconnects`;
+    const via = this.socket.transport === "sse" ? "SSE" : "WebSocket";
+    this.transportLabel.textContent = this.rate ? `${via} · ≤ ${this.rate}/s per symbol` : via;
+    this.transportLabel.dataset.transport = this.socket.transport;
   }
 }
 

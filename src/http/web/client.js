@@ -14,6 +14,11 @@
 // the last seqNo taken in is reported as a "gap" event (as is the edge's resume_gap). seqNos are
 // Kafka offsets and need not be consecutive: with transactional delivery, commit markers take
 // offsets too, and `prev` steps over them.
+//
+// Two more options: `maxRate` (at most that many prices per second per symbol, always the
+// latest: a throttled topic starts from a snapshot on every reconnect, as its seqNos are no
+// complete position) and `transport: "sse"` (Server-Sent Events on /sse/{topic}, for networks
+// that block WebSockets; read-only: no publish).
 
 /**
  * Whether message `f` skips a record after `last` (the last seqNo taken in for its partition):
@@ -74,13 +79,25 @@ export class SubSocket {
     this.urls = options.urls ?? [options.url];
     this.node = 0;
     this.pathTopic = options.pathTopic;
+    /** "websocket" or "sse". */
+    this.transport = options.transport === "sse" ? "sse" : "websocket";
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
-    if (!this.WebSocket) throw new Error("no WebSocket class: pass options.WebSocket (e.g. from the ws package)");
-    /** topic → { symbols: string[] | null } for every topic the caller wants. */
-    this.wanted = new Map();
-    for (const t of this.pathTopic ? [this.pathTopic] : options.topics) {
-      this.wanted.set(t, { symbols: options.symbols?.[t] ?? null });
+    if (this.transport === "sse") {
+      const ES = options.EventSource || globalThis.EventSource;
+      if (!ES) throw new Error("no EventSource class: pass options.EventSource");
+      this.WebSocket = sseSocket(ES);
     }
+    if (!this.WebSocket) throw new Error("no WebSocket class: pass options.WebSocket (e.g. from the ws package)");
+    /** topic → { symbols: string[] | null, maxRate: number | null } for every topic wanted. */
+    this.wanted = new Map();
+    const rate = (t) => (typeof options.maxRate === "object" ? options.maxRate?.[t] : options.maxRate) ?? null;
+    for (const t of this.pathTopic ? [this.pathTopic] : options.topics) {
+      this.wanted.set(t, { symbols: options.symbols?.[t] ?? null, maxRate: rate(t) });
+    }
+    /** topic → the edge's maxRate when it throttles the topic (the client's or the token's). */
+    this.throttled = new Map();
+    /** Throttled topics: topic → Map(symbol → last seqNo taken in). */
+    this.symbolSeq = new Map();
     /** topic → Map(partition → last seqNo taken in). */
     this.positions = new Map();
     /** topic → the epoch (Kafka topic id) the positions are in. */
@@ -128,11 +145,14 @@ export class SubSocket {
 
   // ---- requests -----------------------------------------------------------------------------
 
-  /** Subscribes (or changes the symbol filter of) a topic; kept across reconnects. */
-  subscribe(topic, symbols = null) {
-    this.wanted.set(topic, { symbols });
+  /**
+   * Subscribes (or changes the symbol filter or rate of) a topic; kept across reconnects.
+   * `maxRate`: at most that many prices per second per symbol, always the latest.
+   */
+  subscribe(topic, symbols = null, { maxRate = null } = {}) {
+    this.wanted.set(topic, { symbols, maxRate });
     this.positions.delete(topic);
-    this.#send({ type: "subscribe", topic, ...(symbols ? { symbols } : {}) });
+    this.#send(subscribeFrame(topic, this.wanted.get(topic)));
   }
 
   unsubscribe(topic) {
@@ -284,7 +304,8 @@ export class SubSocket {
   #setupFrame(token) {
     const topics = [];
     const resume = {};
-    for (const [topic] of this.wanted) {
+    for (const [topic, want] of this.wanted) {
+      if (!plain(want)) continue; // after ready (#afterReady): setup carries no filter or rate
       const pos = this.positions.get(topic);
       if (pos && pos.size > 0) resume[topic] = Object.fromEntries(pos);
       else if (topic !== this.pathTopic) topics.push(topic);
@@ -298,6 +319,24 @@ export class SubSocket {
       if (Object.keys(epochs).length > 0) frame.epochs = epochs;
     }
     return frame;
+  }
+
+  /**
+   * Topics with a symbol filter or a rate, which setup cannot carry: a `subscribe` (throttled
+   * topics always: their seqNos are no position to resume from) or a `resume`.
+   */
+  #afterReady() {
+    for (const [topic, want] of this.wanted) {
+      if (plain(want)) continue;
+      const pos = this.positions.get(topic);
+      if (want.maxRate || !pos || pos.size === 0) {
+        this.positions.delete(topic);
+        this.#send(subscribeFrame(topic, want));
+      } else {
+        const epoch = this.epochs.get(topic);
+        this.#send({ type: "resume", topic, from: Object.fromEntries(pos), ...(want.symbols ? { symbols: want.symbols } : {}), ...(epoch ? { epoch } : {}) });
+      }
+    }
   }
 
   #heartbeat(ws) {
@@ -328,13 +367,18 @@ export class SubSocket {
         return this.#onMessage(f);
       case "snapshot":
         return this.#onSnapshot(f);
-      case "ready":
+      case "ready": {
+        const first = this.state !== "open";
         this.attempt = 0;
-        this.#setState("open", { sessionId: f.sessionId });
+        this.#setState("open", { sessionId: f.sessionId, transport: this.transport });
         this.#scheduleRefresh(f.expiresAt);
+        if (first) this.#afterReady();
         return this.#emit("ready", f);
+      }
       case "subscribed":
         this.filtered.set(f.topic, Array.isArray(f.symbols));
+        if (f.maxRate) this.throttled.set(f.topic, f.maxRate);
+        else this.throttled.delete(f.topic);
         if (f.epoch) this.epochs.set(f.topic, f.epoch);
         return this.#emit("subscribed", f);
       case "unsubscribed":
@@ -386,6 +430,20 @@ export class SubSocket {
   }
 
   #onMessage(f) {
+    if (this.throttled.has(f.topic)) {
+      // One price per symbol per interval, the latest: a held price may follow later ones of
+      // other symbols in its partition, so the order (and duplicates) are per symbol.
+      let last = this.symbolSeq.get(f.topic);
+      if (!last) this.symbolSeq.set(f.topic, (last = new Map()));
+      const key = f.data?.symbol;
+      if (last.has(key) && f.seqNo <= last.get(key)) {
+        this.stats.duplicates += 1;
+        return;
+      }
+      last.set(key, f.seqNo);
+      this.stats.messages += 1;
+      return this.#emit("price", f);
+    }
     const parts = this.#partitions(f.topic);
     const p = String(f.partition);
     const last = parts.get(p);
@@ -417,4 +475,104 @@ export class SubSocket {
       }
     }, Math.min(Math.max(inMs, 1_000), 2 ** 31 - 1));
   }
+}
+
+/** Subscribed with nothing setup cannot say. */
+function plain(want) {
+  return !want.symbols && !want.maxRate;
+}
+
+function subscribeFrame(topic, want) {
+  return { type: "subscribe", topic, ...(want.symbols ? { symbols: want.symbols } : {}), ...(want.maxRate ? { maxRate: want.maxRate } : {}) };
+}
+
+/**
+ * The Server-Sent Events transport as a WebSocket look-alike, so that SubSocket drives it the
+ * same way: the frames SubSocket sends become one EventSource per topic on /sse/{topic} (the
+ * token, symbols, maxRate and position in the query), and every event's data is the frame a
+ * WebSocket would have carried. An EventSource that fails closes the whole "socket": SubSocket
+ * then reconnects (or fails over) and resumes from its own positions, as with a WebSocket.
+ */
+function sseSocket(EventSource) {
+  return class SseSocket {
+    constructor(url) {
+      const m = /^ws(s?):\/\/([^/]+)/.exec(url);
+      this.base = m ? `http${m[1]}://${m[2]}` : url.replace(/\/ws.*$/, "");
+      this.pathTopic = /\/ws\/sub\/([^/?#]+)/.exec(url)?.[1];
+      this.readyState = 1;
+      this.streams = new Map(); // topic → { es, query, lastEventId }
+      setTimeout(() => this.onopen && this.onopen(), 0);
+    }
+    #deliver(frame) {
+      setTimeout(() => this.readyState === 1 && this.onmessage && this.onmessage({ data: JSON.stringify(frame) }), 0);
+    }
+    #open(topic, query) {
+      this.streams.get(topic)?.es.close();
+      const q = new URLSearchParams({ token: this.token, ...query });
+      const es = new EventSource(`${this.base}/sse/${encodeURIComponent(topic)}?${q}`);
+      const stream = { es, query, lastEventId: query.lastEventId };
+      this.streams.set(topic, stream);
+      es.onmessage = (e) => {
+        if (this.readyState !== 1 || this.streams.get(topic) !== stream) return;
+        if (e.lastEventId) stream.lastEventId = e.lastEventId;
+        if (e.data.startsWith('{"type":"ready"')) return; // the socket's own ready was sent
+        this.onmessage && this.onmessage({ data: e.data });
+      };
+      es.onerror = () => {
+        if (this.readyState !== 1 || this.streams.get(topic) !== stream) return;
+        this.close(1006, "event stream failed");
+      };
+    }
+    send(text) {
+      const f = JSON.parse(text);
+      switch (f.type) {
+        case "setup": {
+          const refresh = this.token !== undefined;
+          this.token = f.token;
+          if (refresh) {
+            for (const [topic, s] of this.streams) this.#open(topic, { ...s.query, ...(s.lastEventId ? { lastEventId: s.lastEventId } : {}) });
+          }
+          for (const t of [...(f.topics ?? []), ...(this.pathTopic && !refresh ? [this.pathTopic] : [])]) {
+            if (!this.streams.has(t) && !(f.resume ?? {})[t]) this.#open(t, {});
+          }
+          for (const [t, from] of Object.entries(f.resume ?? {})) this.#open(t, positionQuery(from, f.epochs?.[t]));
+          let exp = 0;
+          try {
+            exp = JSON.parse(atob(f.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).exp;
+          } catch {}
+          return this.#deliver({ type: "ready", sessionId: "sse", expiresAt: exp });
+        }
+        case "subscribe":
+          return this.#open(f.topic, { ...(f.symbols ? { symbols: f.symbols.join(",") } : {}), ...(f.maxRate ? { maxRate: String(f.maxRate) } : {}) });
+        case "resume":
+          return this.#open(f.topic, { ...(f.symbols ? { symbols: f.symbols.join(",") } : {}), ...positionQuery(f.from, f.epoch) });
+        case "unsubscribe":
+          this.streams.get(f.topic)?.es.close();
+          this.streams.delete(f.topic);
+          return this.#deliver({ type: "unsubscribed", topic: f.topic });
+        case "ping":
+          return this.#deliver({ type: "pong" });
+        default:
+          return this.#deliver({ type: "error", code: "bad_request", message: `${f.type} needs the WebSocket transport` });
+      }
+    }
+    close(code = 1000, reason = "") {
+      if (this.readyState !== 1) return;
+      this.readyState = 3;
+      for (const s of this.streams.values()) s.es.close();
+      this.streams.clear();
+      setTimeout(() => this.onclose && this.onclose({ code, reason }), 0);
+    }
+  };
+}
+
+/** A resume position as the event stream's Last-Event-ID: `<seq of p0>,<seq of p1>,…@<epoch>`. */
+function positionQuery(from, epoch) {
+  const n = Math.max(-1, ...Object.keys(from).map(Number)) + 1;
+  const seqs = [];
+  for (let p = 0; p < n; p++) {
+    if (from[p] === undefined) return {}; // not a position over every partition: a snapshot
+    seqs.push(from[p]);
+  }
+  return n > 0 ? { lastEventId: `${seqs.join(",")}@${epoch ?? ""}` } : {};
 }
