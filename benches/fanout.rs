@@ -11,7 +11,9 @@
 //!   server CPU.
 //!
 //! Run: `cargo bench --bench fanout` (options after `--`: `--clients 1000 --idle 10000
-//! --rates 200,1000,3000 --seconds 8 --symbols 10`). Results go to docs/benchmarks.md.
+//! --rates 200,1000,3000 --seconds 8 --symbols 10`, and `--max-rate 2` for clients throttled to
+//! 2 updates per second per symbol by their token; a throttled stream skips seqNos by design,
+//! so its gaps column counts skips). Results go to docs/benchmarks.md.
 
 #[path = "../tests/common/broker.rs"]
 mod broker;
@@ -36,6 +38,8 @@ struct Args {
     symbols: usize,
     /// Raw prices through a transform worker, rather than channel records straight to the edge.
     raw: bool,
+    /// Throttled clients: a token `max_rate` of this many updates per second per symbol.
+    max_rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -46,6 +50,7 @@ fn args() -> Args {
         seconds: 8,
         symbols: 10,
         raw: false,
+        max_rate: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -57,6 +62,7 @@ fn args() -> Args {
             "--rates" => a.rates = loadgen::rates(&v),
             "--seconds" => a.seconds = v.parse().unwrap(),
             "--symbols" => a.symbols = v.parse().unwrap(),
+            "--max-rate" => a.max_rate = Some(v.parse().unwrap()),
             "--raw" => {
                 a.raw = true;
                 i += 1;
@@ -139,9 +145,9 @@ fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
     f64::NAN
 }
 
-fn target() -> Target {
+fn target(max_rate: Option<f64>) -> Target {
     Target::Pricefeed {
-        token: pf::token(),
+        token: pf::token_with_rate(max_rate),
         topic: pf::CHANNEL.into(),
     }
 }
@@ -176,7 +182,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(1));
         let (_, rss_before) = proc_stats(pid);
         let idle = loadgen::connection_cap(a.idle);
-        let fleet = Fleet::start(&rt, edge.port, &target(), idle, u64::MAX);
+        let fleet = Fleet::start(&rt, edge.port, &target(a.max_rate), idle, u64::MAX);
         std::thread::sleep(Duration::from_secs(2));
         let (_, rss_after) = proc_stats(pid);
         let n = fleet.counters.subscribed.load(Ordering::Relaxed);
@@ -199,8 +205,10 @@ fn main() {
         .raw
         .then(|| pf::start_transform(&broker.addr, &cfg, &dir.path().join("transform.log")));
     println!(
-        "fan-out: {} clients on one channel, {} s per rate, latency = {} record's send time → client read",
+        "fan-out: {} clients{} on one channel, {} s per rate, latency = {} record's send time → client read",
         a.clients,
+        a.max_rate
+            .map_or(String::new(), |r| format!(" throttled to {r}/s per symbol")),
         a.seconds,
         if a.raw {
             "raw (through a transform worker)"
@@ -216,7 +224,7 @@ fn main() {
     for rate in &a.rates {
         // Sample about 20k latencies per second in total, whatever the rate.
         let sample_every = (rate * a.clients as u64 / 20_000).max(1);
-        let fleet = Fleet::start(&rt, edge.port, &target(), a.clients, sample_every);
+        let fleet = Fleet::start(&rt, edge.port, &target(a.max_rate), a.clients, sample_every);
         let counters = fleet.counters.clone();
         let gen_stop = Arc::new(AtomicBool::new(false));
         let probe = broker_probe(settings.clone(), topic.clone(), gen_stop.clone());

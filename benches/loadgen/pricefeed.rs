@@ -76,6 +76,12 @@ pub fn kafka_settings(brokers: &str) -> KafkaSettings {
 }
 
 pub fn token() -> String {
+    token_with_rate(None)
+}
+
+/// A token whose `max_rate` throttles every subscription to that many updates per second per
+/// symbol (`None`: not throttled).
+pub fn token_with_rate(max_rate: Option<f64>) -> String {
     sign_hs256(
         &Claims {
             sub: "bench".into(),
@@ -84,7 +90,7 @@ pub fn token() -> String {
             publish: false,
             exp: (now_us() / 1_000_000) + 3600,
             nbf: None,
-            max_rate: None,
+            max_rate,
             iss: None,
             aud: None,
         },
