@@ -160,6 +160,11 @@ impl Subscription {
         }
     }
 
+    /// Whether records wake this subscription (a throttled one ticks on its own timer).
+    pub fn per_record(&self) -> bool {
+        self.throttle.is_none()
+    }
+
     /// The shortest interval between two prices of a symbol, when throttled.
     pub fn interval(&self) -> Option<Duration> {
         self.throttle.as_ref().map(|t| t.interval())
@@ -263,8 +268,7 @@ impl Subscription {
         self.policy
     }
 
-    /// When a waiting resume or a held price must be looked at again even if no record
-    /// arrives.
+    /// When a waiting resume or a throttle's tick must be looked at even if no record arrives.
     pub fn deadline(&self) -> Option<Instant> {
         let waiting = self
             .parts
@@ -274,8 +278,8 @@ impl Subscription {
                 _ => None,
             })
             .min();
-        let held = self.throttle.as_ref().and_then(|t| t.next_due());
-        waiting.into_iter().chain(held).min()
+        let tick = self.throttle.as_ref().map(|t| t.next_tick());
+        waiting.into_iter().chain(tick).min()
     }
 
     /// True when a live cursor is further behind than `max_lag`.
@@ -331,6 +335,17 @@ impl Subscription {
         budget: &mut Budget,
         out: &mut Outbox,
     ) -> Result<(), Trouble> {
+        if let Some(th) = self.throttle.as_mut() {
+            // Ticks on its own timer from the latest prices: no resume, no replay, no lag.
+            let filter = self.only.as_ref().map(|o| &o.filter);
+            let cursors = self.parts.iter_mut().map(|p| {
+                p.replay = None;
+                &mut p.cursor
+            });
+            th.tick(&self.topic, filter, cursors, ctx.limits.now, out);
+            self.resuming = None;
+            return Ok(());
+        }
         if self.settle(ctx)? {
             return Ok(());
         }
@@ -346,15 +361,9 @@ impl Subscription {
             let log = &self.topic.partitions[p];
             loop {
                 let (before, resuming) = (out.prices, !part.cursor.is_live());
-                let (policy, limits) = (self.policy, &ctx.limits);
-                let step = match self.throttle.as_mut() {
-                    Some(th) => {
-                        let mut sink = th.sink(out, limits.now);
-                        part.cursor
-                            .pull(log, filter, policy, limits, budget, &mut sink)
-                    }
-                    None => part.cursor.pull(log, filter, policy, limits, budget, out),
-                };
+                let step = part
+                    .cursor
+                    .pull(log, filter, self.policy, &ctx.limits, budget, out);
                 let next = match step {
                     Step::AwaitReplay => {
                         let item = match part.replay.as_mut().map(|rx| rx.try_recv()) {
@@ -365,14 +374,7 @@ impl Subscription {
                         if matches!(item, Some(ReplayItem::Reached(_))) {
                             part.replay = None;
                         }
-                        let replayed = match self.throttle.as_mut() {
-                            Some(th) => {
-                                let mut sink = th.sink(out, ctx.limits.now);
-                                part.cursor.replayed(item, filter, budget, &mut sink)
-                            }
-                            None => part.cursor.replayed(item, filter, budget, out),
-                        };
-                        if let Err(why) = replayed {
+                        if let Err(why) = part.cursor.replayed(item, filter, budget, out) {
                             crate::telemetry::edge_resume("gap");
                             return Err(Trouble::Gap(why));
                         }
@@ -397,9 +399,6 @@ impl Subscription {
                     break;
                 }
             }
-        }
-        if let Some(th) = self.throttle.as_mut() {
-            th.release(ctx.limits.now, out);
         }
         if let Some(r) = &self.resuming
             && self.parts.iter().all(|p| p.cursor.is_live())

@@ -69,6 +69,7 @@ impl Subscriptions {
     /// Adds `sub`, or replaces the subscription to the same channel.
     pub fn put(&mut self, sub: Subscription) {
         let topic = sub.topic().clone();
+        let per_record = sub.per_record();
         match self.list.iter().position(|s| s.channel() == sub.channel()) {
             Some(i) => self.list[i] = sub,
             None => {
@@ -79,7 +80,7 @@ impl Subscriptions {
                 self.node.stats.subscriptions(1);
             }
         }
-        topic.add_subscriber(self.session, self.waker.clone());
+        topic.add_subscriber(self.session, self.waker.clone(), per_record);
     }
 
     /// Removes the subscription to `channel`; false when there is none.
@@ -166,7 +167,7 @@ impl Subscriptions {
                 out.control(&snap);
                 sub.flush_count();
                 sub.topic().remove_subscriber(self.session);
-                now.add_subscriber(self.session, self.waker.clone());
+                now.add_subscriber(self.session, self.waker.clone(), fresh.per_record());
                 *sub = fresh;
                 continue;
             }

@@ -1,17 +1,15 @@
 //! Per-symbol throttling of one subscription: at most one price per symbol per interval, and
-//! always the latest. A price that comes too soon after the last one sent for its symbol is held
-//! (a newer one replaces it) and goes out when the interval has passed, marked as conflated when
-//! it stood in for prices that were skipped. It sits between a subscription's cursors and the
-//! outbox as a [`Sink`], so the cursors read the log as fast as ever: throttling never makes a
-//! client lag.
+//! always the latest. A throttled subscription is not woken by records: it ticks on its own timer,
+//! once per interval, and at each tick takes, per partition, the latest price of every symbol
+//! that changed since the last tick from the partition's latest-per-symbol map (as conflation
+//! does), marked as conflated when it stands in for other prices of its symbol. Its cost follows
+//! the prices it sends, not the records the edge reads.
 
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
-
-use super::cursor::Sink;
-use crate::edge::log::entry::Entry;
-use crate::edge::log::symbols::SymbolId;
+use super::cursor::{Cursor, Sink};
+use crate::edge::log::symbols::SymbolSet;
+use crate::edge::log::topic::TopicLog;
 
 /// The fastest rate a client may ask for, in updates per second per symbol.
 pub const MAX_RATE: f64 = 1000.0;
@@ -33,27 +31,17 @@ pub fn rate(interval: Duration) -> f64 {
     1000.0 / interval.as_millis().max(1) as f64
 }
 
-struct Slot {
-    /// When the next price of this symbol may go out.
-    next_at: Instant,
-    /// The latest price not yet sent, and whether it replaced others (the client never sees
-    /// those).
-    held: Option<(Entry, bool)>,
-}
-
 pub struct Throttle {
     interval: Duration,
-    slots: FxHashMap<SymbolId, Slot>,
-    /// Symbols with a held price.
-    held: usize,
+    next_tick: Instant,
 }
 
 impl Throttle {
+    /// A throttle whose first tick is due at once (it finds what came after the snapshot).
     pub fn new(interval: Duration) -> Throttle {
         Throttle {
             interval,
-            slots: FxHashMap::default(),
-            held: 0,
+            next_tick: Instant::now(),
         }
     }
 
@@ -61,99 +49,50 @@ impl Throttle {
         self.interval
     }
 
-    /// Changes the interval from the next price on; held prices stay held.
+    /// Changes the interval from the next tick on.
     pub fn set_interval(&mut self, interval: Duration) {
         self.interval = interval;
     }
 
-    /// When the next held price is due (`None`: nothing is held).
-    pub fn next_due(&self) -> Option<Instant> {
-        if self.held == 0 {
-            return None;
-        }
-        self.slots
-            .values()
-            .filter(|s| s.held.is_some())
-            .map(|s| s.next_at)
-            .min()
+    /// When the next tick is due.
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
     }
 
-    /// Sends a price now when its symbol is due, or holds it.
-    fn offer(&mut self, e: &Entry, conflated: bool, now: Instant, out: &mut impl Sink) {
-        let interval = self.interval;
-        let slot = self.slots.entry(e.symbol).or_insert(Slot {
-            next_at: now,
-            held: None,
-        });
-        if slot.held.is_none() && now >= slot.next_at {
-            emit(out, e, conflated);
-            slot.next_at = now + interval;
-            return;
+    /// At a tick (nothing before): per partition, the latest price of each symbol with a record
+    /// at or after its cursor, then every cursor moves to the end. Returns whether it ticked.
+    pub fn tick<'a>(
+        &mut self,
+        topic: &TopicLog,
+        filter: Option<&SymbolSet>,
+        cursors: impl Iterator<Item = &'a mut Cursor>,
+        now: Instant,
+        out: &mut impl Sink,
+    ) -> bool {
+        if now < self.next_tick {
+            return false;
         }
-        let replaced = match slot.held.take() {
-            Some(_) => true,
-            None => {
-                self.held += 1;
-                false
+        for (p, cursor) in cursors.enumerate() {
+            let (latest, end) = topic.partitions[p].latest_since(filter, cursor.next());
+            for (e, stood_in) in &latest {
+                if *stood_in {
+                    out.conflated(e);
+                } else {
+                    out.price(e);
+                }
             }
-        };
-        slot.held = Some((e.clone(), replaced || conflated));
-    }
-
-    /// Sends the held prices whose interval has passed.
-    pub fn release(&mut self, now: Instant, out: &mut impl Sink) {
-        if self.held == 0 {
-            return;
+            *cursor = Cursor::live(p, end);
         }
-        for slot in self.slots.values_mut() {
-            if now >= slot.next_at
-                && let Some((e, skipped)) = slot.held.take()
-            {
-                emit(out, &e, skipped);
-                slot.next_at = now + self.interval;
-                self.held -= 1;
-            }
-        }
-    }
-
-    /// A sink that passes prices through this throttle into `out`.
-    pub fn sink<'a, S: Sink>(&'a mut self, out: &'a mut S, now: Instant) -> Throttled<'a, S> {
-        Throttled {
-            throttle: self,
-            out,
-            now,
-        }
-    }
-}
-
-fn emit(out: &mut impl Sink, e: &Entry, conflated: bool) {
-    if conflated {
-        out.conflated(e);
-    } else {
-        out.price(e);
-    }
-}
-
-pub struct Throttled<'a, S> {
-    throttle: &'a mut Throttle,
-    out: &'a mut S,
-    now: Instant,
-}
-
-impl<S: Sink> Sink for Throttled<'_, S> {
-    fn price(&mut self, e: &Entry) {
-        self.throttle.offer(e, false, self.now, self.out);
-    }
-
-    fn conflated(&mut self, e: &Entry) {
-        self.throttle.offer(e, true, self.now, self.out);
+        // From now, not from the tick that was due: a late tick never makes two come quickly.
+        self.next_tick = now + self.interval;
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::log::entry::sample;
+    use crate::edge::log::entry::{Entry, sample};
 
     #[derive(Default)]
     struct Seen(Vec<(i64, bool)>);
@@ -180,41 +119,38 @@ mod tests {
     }
 
     #[test]
-    fn one_price_per_symbol_per_interval_and_the_latest_is_held() {
-        let t0 = Instant::now();
+    fn one_price_per_symbol_per_tick_the_latest_marked_when_it_stands_in_for_others() {
+        let topic = TopicLog::new("vip", "prices.vip", 1);
+        topic.partitions[0].start_at(10, 9);
+        let mut cursors = [Cursor::live(0, 10)];
+        let mut th = Throttle::new(Duration::from_millis(100));
+        let t0 = th.next_tick();
+        let mut seen = Seen::default();
+        // Symbol 1 at 10, 12, 14; symbol 2 at 11.
+        topic.partitions[0].append(
+            [10, 11, 12, 14].map(|o| sample(o, 1 + (o == 11) as u32)),
+            100,
+        );
+        assert!(th.tick(&topic, None, cursors.iter_mut(), t0, &mut seen));
+        assert_eq!(seen.0, [(11, false), (14, true)]);
+        assert_eq!(cursors[0].next(), 15);
+        // Nothing until the interval has passed, however many records come.
+        topic.partitions[0].append([15, 16].map(|o| sample(o, 2)), 100);
         let ms = |n| t0 + Duration::from_millis(n);
-        let mut th = Throttle::new(Duration::from_millis(100));
-        let mut seen = Seen::default();
-        // Symbol 1 at offsets 10, 12, 14; symbol 2 at 11 — all at once.
-        for (o, sym) in [(10, 1), (11, 2), (12, 1), (14, 1)] {
-            th.sink(&mut seen, t0).price(&sample(o, sym));
-        }
-        assert_eq!(seen.0, [(10, false), (11, false)]);
-        assert_eq!(th.next_due(), Some(ms(100)));
-        th.release(ms(99), &mut seen);
-        assert_eq!(seen.0.len(), 2, "nothing before the interval");
-        th.release(ms(100), &mut seen);
-        // 14 stands in for 12: conflated.
-        assert_eq!(seen.0[2..], [(14, true)]);
-        assert_eq!(th.next_due(), None);
-        // One price held without skipping any is a plain price when released.
-        th.sink(&mut seen, ms(150)).price(&sample(16, 1));
-        th.release(ms(200), &mut seen);
-        assert_eq!(seen.0[3..], [(16, false)]);
-        // After a quiet interval a price goes straight out.
-        th.sink(&mut seen, ms(400)).price(&sample(18, 1));
-        assert_eq!(seen.0[4..], [(18, false)]);
-    }
-
-    #[test]
-    fn a_conflated_price_stays_marked() {
-        let t0 = Instant::now();
-        let mut th = Throttle::new(Duration::from_millis(100));
-        let mut seen = Seen::default();
-        th.sink(&mut seen, t0).conflated(&sample(10, 1));
-        th.sink(&mut seen, t0).price(&sample(12, 2));
-        th.sink(&mut seen, t0).conflated(&sample(14, 2));
-        th.release(t0 + Duration::from_millis(100), &mut seen);
-        assert_eq!(seen.0, [(10, true), (12, false), (14, true)]);
+        assert!(!th.tick(&topic, None, cursors.iter_mut(), ms(99), &mut seen));
+        assert_eq!(seen.0.len(), 2);
+        assert!(th.tick(&topic, None, cursors.iter_mut(), ms(100), &mut seen));
+        assert_eq!(seen.0[2..], [(16, true)]);
+        // One new price since the last tick is a plain price; a quiet tick sends nothing.
+        topic.partitions[0].append([sample(17, 1)], 100);
+        assert!(th.tick(&topic, None, cursors.iter_mut(), ms(200), &mut seen));
+        assert!(th.tick(&topic, None, cursors.iter_mut(), ms(300), &mut seen));
+        assert_eq!(seen.0[3..], [(17, false)]);
+        // A filter keeps other symbols out.
+        topic.partitions[0].append([18, 19].map(|o| sample(o, o as u32 % 2 + 1)), 100);
+        let mut only = SymbolSet::default();
+        only.insert(2);
+        assert!(th.tick(&topic, Some(&only), cursors.iter_mut(), ms(400), &mut seen));
+        assert_eq!(seen.0[4..], [(19, false)]);
     }
 }

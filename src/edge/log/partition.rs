@@ -33,7 +33,14 @@ struct PartInner {
     /// The offset of the last record read, or before the first one read: of the last record
     /// before the start (or one less than the start when that is not known).
     previous: i64,
-    latest: FxHashMap<SymbolId, Entry>,
+    latest: FxHashMap<SymbolId, Latest>,
+}
+
+/// A symbol's latest record, and the offset of its record before that (−1: none seen), which
+/// tells a throttled session whether the latest one stands in for others.
+struct Latest {
+    entry: Entry,
+    before: i64,
 }
 
 /// One partition of a channel topic.
@@ -82,9 +89,15 @@ impl PartitionLog {
         for e in entries {
             if g.latest
                 .get(&e.symbol)
-                .is_none_or(|held| held.offset < e.offset)
+                .is_none_or(|held| held.entry.offset < e.offset)
             {
-                g.latest.insert(e.symbol, e);
+                g.latest.insert(
+                    e.symbol,
+                    Latest {
+                        entry: e,
+                        before: -1,
+                    },
+                );
             }
         }
     }
@@ -103,7 +116,9 @@ impl PartitionLog {
             }
             g.next = e.offset + 1;
             g.previous = e.offset;
-            g.latest.insert(e.symbol, e.clone());
+            let before = g.latest.get(&e.symbol).map_or(-1, |l| l.entry.offset);
+            let entry = e.clone();
+            g.latest.insert(e.symbol, Latest { entry, before });
             g.ring.push_back(e);
         }
         while g.ring.len() > history {
@@ -171,10 +186,28 @@ impl PartitionLog {
         let mut v: Vec<Entry> = g
             .latest
             .values()
-            .filter(|e| e.offset >= since && passes(filter, e.symbol))
-            .cloned()
+            .filter(|l| l.entry.offset >= since && passes(filter, l.entry.symbol))
+            .map(|l| l.entry.clone())
             .collect();
         v.sort_by_key(|e| e.offset);
+        (v, g.next)
+    }
+
+    /// [`Self::latest`], each with whether it stands in for other records of its symbol at or
+    /// after `since` (which the caller skips).
+    pub fn latest_since(
+        &self,
+        filter: Option<&SymbolSet>,
+        since: i64,
+    ) -> (Vec<(Entry, bool)>, i64) {
+        let g = self.inner.read().expect("partition lock");
+        let mut v: Vec<(Entry, bool)> = g
+            .latest
+            .values()
+            .filter(|l| l.entry.offset >= since && passes(filter, l.entry.symbol))
+            .map(|l| (l.entry.clone(), l.before >= since))
+            .collect();
+        v.sort_by_key(|(e, _)| e.offset);
         (v, g.next)
     }
 }
@@ -247,5 +280,9 @@ mod tests {
         );
         assert_eq!(next, 10);
         assert_eq!(log.latest(None, 9).0.len(), 1);
+        // Since 5: symbol 1 at 7 (4 is before 5: no other), 2 at 8 (and 5), 0 at 9 (and 6).
+        let (v, _) = log.latest_since(None, 5);
+        let v: Vec<(i64, bool)> = v.iter().map(|(e, skipped)| (e.offset, *skipped)).collect();
+        assert_eq!(v, [(7, false), (8, true), (9, true)]);
     }
 }

@@ -21,7 +21,9 @@ pub struct TopicLog {
     /// one start over there.
     retired: AtomicBool,
     pub partitions: Vec<PartitionLog>,
-    subscribers: Mutex<FxHashMap<u64, Arc<Notify>>>,
+    /// Per session, its wake-up and whether records wake it (a throttled session wakes on its own
+    /// timer).
+    subscribers: Mutex<FxHashMap<u64, (Arc<Notify>, bool)>>,
     pub delivered: metrics::Counter,
 }
 
@@ -49,11 +51,12 @@ impl TopicLog {
         self.retired.load(Ordering::Acquire)
     }
 
-    pub fn add_subscriber(&self, session: u64, waker: Arc<Notify>) {
+    /// Registers a session; `per_record`: woken when records arrive.
+    pub fn add_subscriber(&self, session: u64, waker: Arc<Notify>, per_record: bool) {
         self.subscribers
             .lock()
             .expect("subscribers lock")
-            .insert(session, waker);
+            .insert(session, (waker, per_record));
     }
 
     pub fn remove_subscriber(&self, session: u64) {
@@ -67,10 +70,12 @@ impl TopicLog {
         self.subscribers.lock().expect("subscribers lock").len()
     }
 
-    /// Wakes every subscriber (each keeps one pending wake, so wakes coalesce).
+    /// Wakes every subscriber woken per record (each keeps one pending wake, so wakes coalesce).
     pub fn wake(&self) {
-        for n in self.subscribers.lock().expect("subscribers lock").values() {
-            n.notify_one();
+        for (n, per_record) in self.subscribers.lock().expect("subscribers lock").values() {
+            if *per_record {
+                n.notify_one();
+            }
         }
     }
 }
