@@ -93,8 +93,13 @@ pub async fn run(
     );
     let http_token = background.clone();
     let local = listener.tcp.local_addr()?;
+    let rules_now = live.load();
+    let edge_settings = &rules_now.edge;
     let sockets = SocketOptions {
-        send_buffer_bytes: live.load().edge.send_buffer_bytes,
+        send_buffer_bytes: edge_settings.send_buffer_bytes,
+        // Twice the write timeout: sessions give up first and say why; then the kernel closes
+        // what the session can no longer close itself (an event stream under the HTTP server).
+        user_timeout_ms: edge_settings.write_timeout_ms.saturating_mul(2),
     };
     match listener.tls {
         Some(tls) => {

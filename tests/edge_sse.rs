@@ -36,6 +36,17 @@ pub fn feed(
     stop: Arc<AtomicBool>,
     written: Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<()> {
+    feed_at(broker, raw, 1, stop, written)
+}
+
+/// [`feed`] at `pairs` × 200 prices a second.
+pub fn feed_at(
+    broker: &Broker,
+    raw: String,
+    pairs: usize,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
     let settings = settings(broker);
     std::thread::spawn(move || {
         use rdkafka::config::FromClientConfig;
@@ -43,7 +54,7 @@ pub fn feed(
         let producer = BaseProducer::from_config(&settings.producer_config()).unwrap();
         let mut i = 0usize;
         while !stop.load(Ordering::Relaxed) {
-            for (p, s) in [(0, "EURUSD"), (1, "GBPUSD")] {
+            for (p, s) in [(0, "EURUSD"), (1, "GBPUSD")].repeat(pairs) {
                 let v = format!(
                     r#"{{"symbol":"{s}","bid":"1.{:05}","ask":"1.{:05}"}}"#,
                     10_000 + i % 50_000,
@@ -363,4 +374,59 @@ fn event_source_in_chromium_reconnects_with_last_event_id_and_misses_nothing() {
             "partition {p}: every price once, in order"
         );
     }
+}
+
+/// A client that stops reading its event stream meets the slow-client policy like a WebSocket
+/// client (the write timeout), the kernel then drops its connection (`TCP_USER_TIMEOUT`: nothing
+/// else could close it under the HTTP server), and a client reading alongside is not held up.
+#[test]
+fn an_event_stream_that_is_not_read_is_closed_and_others_go_on() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("sse-stuck");
+    let config = config(&prefix).replace(
+        "heartbeat_ms = 500\n",
+        "heartbeat_ms = 500\nwrite_timeout_ms = 1000\nsend_buffer_bytes = 16384\n",
+    );
+    let (dir, path) = write_config(&config);
+    let raw = format!("{prefix}.raw");
+    create_topic(&broker, &raw, PARTITIONS);
+    let edge = spawn_pricefeed(&broker, &path, &["run"], dir.path());
+    wait_ready(&edge, Duration::from_secs(60));
+    let tok = token("sid", &["vip"], None, false, 600);
+    let bearer = format!("Bearer {tok}");
+    let port = edge.http_port;
+
+    let mut stuck = Sse::get_small_window(port, "/sse/vip", &[("Authorization", &bearer)], 4096);
+    stuck.expect("ready");
+    let mut reader = Sse::get(port, "/sse/vip", &[("Authorization", &bearer)]);
+    reader.expect("ready");
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let producer = feed_at(&broker, raw, 10, stop.clone(), written.clone());
+
+    // The reader keeps reading while the stuck client's session times out.
+    let closes = || {
+        edge.metric("pricefeed_edge_slow_consumer_closes_total{reason=\"write_timeout\"}")
+            .unwrap_or(0.0)
+    };
+    let mut prices = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while closes() < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck stream was never closed"
+        );
+        for _ in 0..200 {
+            let v = reader
+                .next_json(Duration::from_secs(10))
+                .expect("the reader goes on");
+            prices += usize::from(v["type"] == "message");
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    producer.join().unwrap();
+    assert!(prices > 1000, "the reader got {prices} prices meanwhile");
+    // Its connection is gone: reset by the kernel, not left open under the HTTP server.
+    std::thread::sleep(Duration::from_secs(3));
+    stuck.until_closed(Duration::from_secs(5)).unwrap();
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::Message;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 
-use super::failure::{Result, ctx};
+use super::failure::{KafkaFailure, Result, ctx};
 use super::read::{ReadFrom, read_to_end};
 use super::settings::{ADMIN_TIMEOUT, KafkaSettings};
 use crate::config::Rules;
@@ -56,13 +56,24 @@ pub async fn record_rules(settings: &KafkaSettings, rules: &Rules, role: &str) -
     };
     let value = serde_json::to_vec(&record).expect("a rules record serializes");
     let producer = settings.publish_producer()?;
+    let context = || format!("writing rules {} to {topic}", rules.version);
+    let delivery = producer
+        .send_result(FutureRecord::to(topic).key(&rules.version).payload(&value))
+        .map_err(|(e, _)| ctx(context())(e))?;
+    // Out now, whatever linger.ms the deployment's options set for producers.
     producer
-        .send(
-            FutureRecord::to(topic).key(&rules.version).payload(&value),
-            ADMIN_TIMEOUT,
-        )
-        .await
-        .map_err(|(e, _)| ctx(format!("writing rules {} to {topic}", rules.version))(e))?;
+        .flush(ADMIN_TIMEOUT)
+        .map_err(ctx(format!("{} (flush)", context())))?;
+    match delivery.await {
+        Ok(Ok(_)) => {}
+        Ok(Err((e, _))) => return Err(ctx(context())(e)),
+        Err(_) => {
+            return Err(KafkaFailure::Other(format!(
+                "{}: no delivery report",
+                context()
+            )));
+        }
+    }
     Ok(())
 }
 

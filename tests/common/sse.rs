@@ -27,7 +27,46 @@ pub struct Sse {
 impl Sse {
     /// `GET path` with `headers`; reads the status and the headers.
     pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Sse {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Sse::request(s, path, headers)
+    }
+
+    /// [`Sse::get`] on a socket with a receive buffer of `rcvbuf` bytes (set before connecting,
+    /// so that the window stays small): a client that stops reading pushes back at once.
+    pub fn get_small_window(port: u16, path: &str, headers: &[(&str, &str)], rcvbuf: i32) -> Sse {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a fresh socket this function owns until it hands it to TcpStream.
+        let s = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let size = rcvbuf;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            );
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "connect");
+            TcpStream::from_raw_fd(fd)
+        };
+        Sse::request(s, path, headers)
+    }
+
+    fn request(mut s: TcpStream, path: &str, headers: &[(&str, &str)]) -> Sse {
         let extra: String = headers
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
@@ -70,6 +109,28 @@ impl Sse {
             pending: String::new(),
             chunked,
             last_id: None,
+        }
+    }
+
+    /// Reads raw bytes until the connection ends: `Ok` when the server closed or reset it,
+    /// `Err` when it stayed open (nothing for `quiet`).
+    pub fn until_closed(mut self, quiet: Duration) -> Result<(), String> {
+        self.reader.get_mut().set_read_timeout(Some(quiet)).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!("the connection stayed open: nothing for {quiet:?}"));
+                }
+                Err(_) => return Ok(()), // reset
+            }
         }
     }
 
