@@ -93,6 +93,20 @@ pub enum AuthError {
     BadClaims(String),
 }
 
+impl AuthError {
+    /// The `reason` label of `pricefeed_edge_auth_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::WrongAlgorithm(..) => "wrong_algorithm",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::BadClaims(_) => "bad_claims",
+        }
+    }
+}
+
 /// Cannot build a verifier from the settings (missing secret, unreadable key).
 #[derive(Debug, thiserror::Error)]
 #[error("auth setup: {0}")]

@@ -2,12 +2,12 @@
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::edge_routes::{EdgeSlot, Started};
+use super::edge_routes::{EdgeSlot, Started, presented_key};
 use super::problem::Problem;
 use crate::audit::{Audit, AuditError, AuditQuery};
 use crate::reconcile::{parse_duration_ms, parse_time};
@@ -46,15 +46,10 @@ pub async fn audit(
     query: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Audit>, Problem> {
     let Query(p) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or(bearer);
-    if key.and_then(|k| edge.api_keys.publisher(k)).is_none() {
+    if presented_key(&headers)
+        .and_then(|k| edge.api_keys.publisher(k))
+        .is_none()
+    {
         telemetry::edge_auth_failure("bad_api_key");
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,

@@ -183,18 +183,22 @@ fn stats_body(edge: &Edge) -> Stats {
     }
 }
 
-/// Who is publishing: an API key (`X-Api-Key` or `Authorization: Bearer <key>`) or a JWT with
-/// the publish right (`Authorization: Bearer <jwt>`).
-fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Problem> {
+/// The API key (or token) a backend presents: `X-Api-Key`, else `Authorization: Bearer`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let key = headers
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .or(bearer);
-    let Some(key) = key else {
+        .or(bearer)
+}
+
+/// Who is publishing: an API key (`X-Api-Key` or `Authorization: Bearer <key>`) or a JWT with
+/// the publish right (`Authorization: Bearer <jwt>`).
+fn publisher(edge: &Edge, headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(key) = presented_key(headers) else {
         telemetry::edge_auth_failure("missing_credentials");
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,

@@ -10,7 +10,6 @@ use super::session::{CLOSE_POLICY, Session};
 use super::subscription::Subscription;
 use super::throttle;
 use crate::config::SlowClientPolicy;
-use crate::edge::auth::AuthError;
 use crate::edge::log::symbols::SymbolSet;
 use crate::edge::log::topic::TopicLog;
 use crate::edge::publish::PublishError;
@@ -136,14 +135,7 @@ fn on_setup(
     let grant = match s.node().verifier.verify(token) {
         Ok(g) => g,
         Err(e) => {
-            telemetry::edge_auth_failure(match e {
-                AuthError::Expired => "expired",
-                AuthError::NotYetValid => "not_yet_valid",
-                AuthError::BadSignature => "bad_signature",
-                AuthError::WrongAlgorithm(..) => "wrong_algorithm",
-                AuthError::Malformed(_) => "malformed",
-                AuthError::BadClaims(_) => "bad_claims",
-            });
+            telemetry::edge_auth_failure(e.reason());
             s.fail(Code::Unauthorized, &e.to_string(), None);
             if s.grant().is_none() {
                 s.close(CLOSE_POLICY, "unauthorized");

@@ -19,7 +19,6 @@ use super::event_id::EventId;
 use super::outbox::{Framing, Outbox};
 use super::requests;
 use super::session::{CLOSE_GOING_AWAY, Session};
-use crate::edge::auth::AuthError;
 use crate::edge::log::entry::clock_us;
 use crate::edge::node::Edge;
 use crate::edge::wire::protocol::Code;
@@ -60,14 +59,7 @@ fn refused(status: u16, code: Code, message: impl Into<String>) -> Refused {
 /// (or, when resuming, the missed prices).
 pub fn open(node: Arc<Edge>, req: SseRequest) -> Result<mpsc::Receiver<Bytes>, Refused> {
     let grant = node.verifier.verify(&req.token).map_err(|e| {
-        telemetry::edge_auth_failure(match e {
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::BadSignature => "bad_signature",
-            AuthError::WrongAlgorithm(..) => "wrong_algorithm",
-            AuthError::Malformed(_) => "malformed",
-            AuthError::BadClaims(_) => "bad_claims",
-        });
+        telemetry::edge_auth_failure(e.reason());
         refused(401, Code::Unauthorized, e.to_string())
     })?;
     if let Some(rate) = req.max_rate {
