@@ -170,12 +170,6 @@ impl Subscription {
         self.throttle.as_ref().map(|t| t.interval())
     }
 
-    /// Per partition, the last seqNo this subscription has delivered or covered (a snapshot
-    /// covers up to where its partition's cursor starts).
-    pub fn positions(&self) -> Vec<i64> {
-        self.parts.iter().map(|p| p.cursor.next() - 1).collect()
-    }
-
     /// A fresh subscription: the snapshot frame to send, then live from the snapshot's point.
     pub fn subscribe(
         topic: Arc<TopicLog>,
@@ -282,12 +276,15 @@ impl Subscription {
         waiting.into_iter().chain(tick).min()
     }
 
-    /// True when a live cursor is further behind than `max_lag`.
+    /// True when a live cursor is further behind than `max_lag` (never for a throttled
+    /// subscription: it takes the latest prices at each tick, however far the log has moved).
     pub fn lagging(&self, max_lag: usize) -> bool {
-        self.parts
-            .iter()
-            .enumerate()
-            .any(|(p, part)| part.cursor.lagging(&self.topic.partitions[p], max_lag))
+        self.throttle.is_none()
+            && self
+                .parts
+                .iter()
+                .enumerate()
+                .any(|(p, part)| part.cursor.lagging(&self.topic.partitions[p], max_lag))
     }
 
     /// A resume waits until this edge has read every offset it asks for (or its deadline):
