@@ -91,9 +91,14 @@ pub struct RulesApplied {
     pub loaded_at: Option<i64>,
     pub loaded_by: Option<String>,
     /// The markup this version applies to the symbol on the channel, in price units (`× mid`
-    /// for bps and percent markups).
+    /// for bps and percent markups). On a tiered symbol, its first band's, which prices the
+    /// top-of-book bid and ask.
     pub markup: Option<MarkupApplied>,
-    /// The quote recomputed from the raw record with this version equals the one published.
+    /// On a tiered symbol, every size band with its markup (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bands: Vec<BandApplied>,
+    /// The quote (and its ladder, on a tiered symbol) recomputed from the raw record with this
+    /// version equals the one published.
     pub reproduced: Option<bool>,
     /// Why something above is missing.
     pub note: Option<String>,
@@ -107,6 +112,14 @@ pub struct MarkupApplied {
     /// Added to the source ask.
     pub ask: String,
     pub min_spread: String,
+}
+
+/// One size band of a tiered symbol.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BandApplied {
+    pub up_to: String,
+    pub markup: MarkupApplied,
 }
 
 impl Audit {
@@ -172,6 +185,14 @@ impl Audit {
                     s,
                     ": bid -{}, ask +{}, min spread {}",
                     m.bid, m.ask, m.min_spread
+                );
+            }
+            for b in &r.bands {
+                let m = &b.markup;
+                let _ = write!(
+                    s,
+                    "; up to {}: bid -{}, ask +{}, min spread {}",
+                    b.up_to, m.bid, m.ask, m.min_spread
                 );
             }
             match r.reproduced {

@@ -11,11 +11,13 @@ use rdkafka::Message;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Headers};
 
-use super::answer::{Audit, AuditQuery, AuditedQuote, MarkupApplied, RawSource, RulesApplied};
+use super::answer::{
+    Audit, AuditQuery, AuditedQuote, BandApplied, MarkupApplied, RawSource, RulesApplied,
+};
 use crate::config::Rules;
 use crate::kafka::rules_log::{RulesRecord, read_rules};
 use crate::kafka::{self, KafkaFailure, KafkaSettings};
-use crate::pricing::Amount;
+use crate::pricing::{Amount, PricingRule};
 use crate::transform::process::{ChannelOutput, Processor, RecordMeta};
 use crate::transform::resume::{RAW_OFFSET_HEADER, RULES_VERSION_HEADER};
 
@@ -201,6 +203,7 @@ fn quote(
         loaded_at: known.map(|r| r.loaded_at),
         loaded_by: known.map(|r| r.loaded_by.clone()),
         markup: None,
+        bands: Vec::new(),
         reproduced: None,
         note: None,
     };
@@ -212,19 +215,23 @@ fn quote(
         (Some(_), None, _) => applied.note = Some("this version's text does not parse".into()),
         (Some(_), Some(_), None) => applied.note = Some("this version has no such channel".into()),
         (Some(_), Some(r), Some(ci)) => {
-            if let Some(rule) = r
-                .instrument_index(symbol)
-                .and_then(|i| r.channels[ci].rules[i])
-            {
-                applied.markup = Some(MarkupApplied {
-                    bid: amount(rule.bid),
-                    ask: amount(rule.ask),
-                    min_spread: amount(rule.min_spread),
-                });
+            let index = r.instrument_index(symbol);
+            if let Some(rule) = index.and_then(|i| r.channels[ci].rules[i]) {
+                applied.markup = Some(applied_markup(&rule));
+            }
+            if let Some(ladder) = index.and_then(|i| r.channels[ci].ladders[i].as_ref()) {
+                applied.bands = ladder
+                    .bands
+                    .iter()
+                    .map(|b| BandApplied {
+                        up_to: b.up_to.normalize().to_string(),
+                        markup: applied_markup(&b.rule),
+                    })
+                    .collect();
             }
             if let Some(src) = &raw {
-                applied.reproduced =
-                    Some(reprice(r, ci, src, f.published_at) == Some((bid.clone(), ask.clone())));
+                let published = (bid.clone(), ask.clone(), value.get("ladder").cloned());
+                applied.reproduced = Some(reprice(r, ci, src, f.published_at) == Some(published));
             }
         }
     }
@@ -245,8 +252,18 @@ fn quote(
     }
 }
 
-/// The bid and ask `rules` make of the raw record on channel `ci`, priced at `now_ms`.
-fn reprice(rules: &Rules, ci: usize, raw: &RawSource, now_ms: i64) -> Option<(String, String)> {
+fn applied_markup(rule: &PricingRule) -> MarkupApplied {
+    MarkupApplied {
+        bid: amount(rule.bid),
+        ask: amount(rule.ask),
+        min_spread: amount(rule.min_spread),
+    }
+}
+
+type Repriced = (String, String, Option<serde_json::Value>);
+
+/// The bid, ask and ladder `rules` make of the raw record on channel `ci`, priced at `now_ms`.
+fn reprice(rules: &Rules, ci: usize, raw: &RawSource, now_ms: i64) -> Option<Repriced> {
     let bytes = raw.value.as_bytes();
     let meta = RecordMeta {
         key: None,
@@ -257,7 +274,9 @@ fn reprice(rules: &Rules, ci: usize, raw: &RawSource, now_ms: i64) -> Option<(St
         if let ChannelOutput::Publish { value, .. } = o {
             let v: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
             let side = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-            out = side("bid").zip(side("ask"));
+            out = side("bid")
+                .zip(side("ask"))
+                .map(|(b, a)| (b, a, v.get("ladder").cloned()));
         }
     });
     out

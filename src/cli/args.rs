@@ -240,6 +240,10 @@ pub struct SimulateArgs {
     /// Random seed (same seed, same walk).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Depth levels per side in every record (`bids`/`asks`, up to 50), for size-tiered
+    /// channels; 0 sends only the top of book with a size.
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
     /// Serve /metrics, /healthz and /readyz here (default: no HTTP).
     #[arg(long, env = "PRICEFEED_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,

@@ -220,6 +220,7 @@ async fn run(cli: Cli, rules: Option<Rules>) -> anyhow::Result<()> {
                 symbols: s.symbols,
                 malformed_ratio: s.malformed_ratio,
                 seed: s.seed,
+                depth: s.depth,
             };
             simulate::run(opts, &rules, shutdown).await?;
             return Ok(());

@@ -1,15 +1,15 @@
 //! The `[channels.<name>]` tables of a `channels.toml`: topic, instruments carried, markup
 //! (absolute or in pips, per side, per instrument), stale policy and slow-client policy.
 
-use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use toml::{Table, Value};
 
 use super::edge::parse_slow_client;
+use super::markup::parse_markup;
 use super::rules::{Channel, KafkaTopics, StalePolicy};
+use super::tiers::{TierSpec, parse_tiers};
 use super::walk::{Walker, join, valid_topic_name};
-use crate::pricing::decimal::MAX_PRICE;
-use crate::pricing::{Instrument, Markup, Unit};
+use crate::pricing::{Instrument, LadderPricing, Markup};
 
 /// The instruments channels may refer to.
 pub(super) struct Known<'a> {
@@ -83,6 +83,8 @@ fn parse_channel(
         &[
             "symbols",
             "markup",
+            "tiers",
+            "pricing",
             "overrides",
             "stale_after_ms",
             "stale_policy",
@@ -120,20 +122,23 @@ fn parse_channel(
         }
     }
 
-    let markup = match t.get("markup") {
-        Some(v) => parse_markup(w, &join(path, "markup"), v, allow_negative),
-        None => {
-            w.error(
-                join(path, "markup"),
-                "missing, e.g. markup = { unit = \"pips\", bid = \"0.5\", ask = \"0.5\" }",
-            );
-            None
-        }
-    };
+    let (markup, tiers) = parse_default(w, path, t, allow_negative);
+    let pricing = parse_pricing(w, path, t);
     let mut rules: Vec<_> = instruments
         .iter()
         .zip(&carried)
-        .map(|(ins, &c)| c.then(|| markup.as_ref().map(|m| m.resolve(ins))).flatten())
+        .map(|(ins, &c)| {
+            let m = markup.as_ref().or(tiers.as_ref().map(|(_, first)| first));
+            c.then(|| m.map(|m| m.resolve(ins))).flatten()
+        })
+        .collect();
+    let mut ladders: Vec<_> = instruments
+        .iter()
+        .zip(&carried)
+        .map(|(ins, &c)| {
+            let spec = tiers.as_ref().map(|(spec, _)| spec);
+            c.then(|| spec.map(|s| s.resolve(ins, pricing))).flatten()
+        })
         .collect();
 
     if let Some(v) = t.get("overrides") {
@@ -156,11 +161,31 @@ fn parse_channel(
                     );
                     continue;
                 }
-                if let Some(m) = parse_markup(w, &sp, ov, allow_negative) {
-                    rules[idx] = Some(m.resolve(&instruments[idx]));
+                let ins = &instruments[idx];
+                match ov.as_table().and_then(|o| o.get("tiers")) {
+                    Some(tv) => {
+                        w.only_keys(&sp, ov.as_table().expect("a table"), &["tiers"]);
+                        if let Some(spec) = parse_tiers(w, &join(&sp, "tiers"), tv, allow_negative)
+                        {
+                            rules[idx] = Some(spec.first().resolve(ins));
+                            ladders[idx] = Some(spec.resolve(ins, pricing));
+                        }
+                    }
+                    None => {
+                        if let Some(m) = parse_markup(w, &sp, ov, allow_negative) {
+                            rules[idx] = Some(m.resolve(ins));
+                            ladders[idx] = None;
+                        }
+                    }
                 }
             }
         }
+    }
+    if t.contains_key("pricing") && ladders.iter().all(Option::is_none) {
+        w.error(
+            join(path, "pricing"),
+            "has no effect without tiers (on the channel or in an override)",
+        );
     }
 
     let stale_after_ms = t.get("stale_after_ms").and_then(|v| {
@@ -222,74 +247,75 @@ fn parse_channel(
         }
     }
 
-    (w.errors.len() == before && markup.is_some()).then(|| Channel {
+    let priced = markup.is_some() || tiers.is_some();
+    (w.errors.len() == before && priced).then(|| Channel {
         name: name.to_string(),
         topic: topic.unwrap_or_default(),
         stale_after_ms,
         stale_policy,
         slow_client,
         rules,
+        ladders,
     })
 }
 
-/// `{ unit = "pips", bid = "0.5", ask = "0.7", min_spread = "1.0" }`
-fn parse_markup(w: &mut Walker, path: &str, value: &Value, allow_negative: bool) -> Option<Markup> {
-    let t = w.table(path, value)?;
-    let before = w.errors.len();
-    w.only_keys(path, t, &["unit", "bid", "ask", "min_spread"]);
-    let unit = match t.get("unit") {
-        None => {
+/// The channel's default pricing: a markup table, or size bands (with their first band's
+/// markup, which prices the top-of-book quote). Exactly one of the two.
+fn parse_default(
+    w: &mut Walker,
+    path: &str,
+    t: &Table,
+    allow_negative: bool,
+) -> (Option<Markup>, Option<(TierSpec, Markup)>) {
+    match (t.get("markup"), t.get("tiers")) {
+        (Some(_), Some(_)) => {
             w.error(
-                join(path, "unit"),
-                format!("missing: one of {}", Unit::NAMES.join(", ")),
+                join(path, "tiers"),
+                "a channel has markup or tiers, not both (a tiered channel's top-of-book quote \
+                 uses its first band's markup)",
             );
-            None
+            (None, None)
         }
-        Some(v) => w.string(&join(path, "unit"), v).and_then(|s| {
-            let u = Unit::parse(s);
-            if u.is_none() {
-                w.error(
-                    join(path, "unit"),
-                    format!("{s:?} is not one of: {}", Unit::NAMES.join(", ")),
-                );
-            }
-            u
-        }),
-    };
-    // Upper bounds catch typos that would quote a zero bid for every price.
-    let limit = match unit {
-        Some(Unit::Bps) => Decimal::from(10_000),
-        Some(Unit::Percent) => Decimal::ONE_HUNDRED,
-        _ => MAX_PRICE,
-    };
-    let mut amount = |key: &str, negative_ok: bool| -> Decimal {
-        let p = join(path, key);
-        let Some(d) = t.get(key).and_then(|v| w.decimal(&p, v)) else {
-            if !t.contains_key(key) && key != "min_spread" {
-                w.error(&p, "missing");
-            }
-            return Decimal::ZERO;
-        };
-        if d.is_sign_negative() && !d.is_zero() && !negative_ok {
-            let hint = if key == "min_spread" {
-                String::new()
-            } else {
-                " (set allow_negative = true on the channel to allow quoting inside the source)"
-                    .to_string()
-            };
-            w.error(&p, format!("negative amount {d}{hint}"));
-        } else if d.abs() >= limit {
-            w.error(&p, format!("{d} is out of range (must be below {limit})"));
+        (Some(v), None) => (
+            parse_markup(w, &join(path, "markup"), v, allow_negative),
+            None,
+        ),
+        (None, Some(v)) => {
+            let spec = parse_tiers(w, &join(path, "tiers"), v, allow_negative);
+            (
+                None,
+                spec.map(|s| {
+                    let first = s.first().clone();
+                    (s, first)
+                }),
+            )
         }
-        d
+        (None, None) => {
+            w.error(
+                join(path, "markup"),
+                "missing, e.g. markup = { unit = \"pips\", bid = \"0.5\", ask = \"0.5\" } \
+                 (or tiers = [...] for size bands)",
+            );
+            (None, None)
+        }
+    }
+}
+
+/// `pricing = "full_amount" | "vwap"`: how every ladder of the channel reads the book.
+fn parse_pricing(w: &mut Walker, path: &str, t: &Table) -> LadderPricing {
+    let Some(v) = t.get("pricing") else {
+        return LadderPricing::default();
     };
-    let bid = amount("bid", allow_negative);
-    let ask = amount("ask", allow_negative);
-    let min_spread = amount("min_spread", false);
-    (w.errors.len() == before).then(|| Markup {
-        unit: unit.expect("checked above"),
-        bid,
-        ask,
-        min_spread,
-    })
+    let pp = join(path, "pricing");
+    match w.string(&pp, v).map(|s| (s, LadderPricing::parse(s))) {
+        Some((_, Some(p))) => p,
+        Some((s, None)) => {
+            w.error(
+                pp,
+                format!("{s:?} is not one of: {}", LadderPricing::NAMES.join(", ")),
+            );
+            LadderPricing::default()
+        }
+        None => LadderPricing::default(),
+    }
 }

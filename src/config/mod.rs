@@ -8,11 +8,14 @@
 mod channels;
 mod edge;
 mod errors;
+mod markup;
 mod parse;
 pub mod reload;
 mod rules;
+mod tiers;
 mod walk;
 
 pub use edge::{AuthSettings, EdgeSettings, JwtAlgorithm, SlowClientPolicy};
 pub use errors::{ConfigError, ConfigErrors};
 pub use rules::{Channel, Delivery, KafkaTopics, Rules, StalePolicy};
+pub use tiers::MAX_BANDS;

@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap;
 
 use super::edge::{AuthSettings, EdgeSettings, SlowClientPolicy};
-use crate::pricing::{Instrument, PricingRule};
+use crate::pricing::{Instrument, Ladder, PricingRule};
 
 /// Kafka topic names and the settings used when pricefeed creates topics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,10 @@ pub struct Channel {
     /// What the edge does with a client that falls too far behind on this channel.
     pub slow_client: SlowClientPolicy,
     /// Indexed like [`Rules::instruments`]; `None` when the channel does not carry the symbol.
+    /// On a tiered instrument, the first band's rule: it prices the top-of-book quote.
     pub rules: Vec<Option<PricingRule>>,
+    /// Indexed like `rules`: the size bands of an instrument the channel quotes as a ladder.
+    pub ladders: Vec<Option<Ladder>>,
 }
 
 impl Channel {

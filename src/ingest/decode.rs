@@ -1,7 +1,8 @@
 //! Raw price record decoding with simd-json.
 //!
 //! Value: `{"symbol":"EURUSD","bid":"1.08412","ask":"1.08431","ts":1732230000123}` with optional
-//! `bid_size`, `ask_size`, `id`, `source`; unknown fields are ignored (forward compatible).
+//! `bid_size`, `ask_size`, `id`, `source` and a depth ladder `bids`/`asks` ([`super::depth`]);
+//! unknown fields are ignored (forward compatible).
 //! Prices may be decimal strings or JSON numbers; both are parsed from their text as exact
 //! decimals, never through `f64`.
 
@@ -10,9 +11,11 @@ use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
 use simd_json::{Buffers, ValueType};
 
+use super::depth::read_levels;
 use super::numbers::number_text;
 use super::reject::Reject;
 use crate::pricing::decimal::MAX_PRICE;
+use crate::pricing::{Book, Level};
 
 const MAX_TEXT: usize = 256;
 
@@ -29,6 +32,31 @@ pub struct RawPrice<'a> {
     /// Idempotency id from the source.
     pub id: Option<&'a str>,
     pub source: Option<&'a str>,
+    /// The bid side of the book, best first: the record's `bids`, else one level of `bid` ×
+    /// `bid_size`, else empty (no sizes: every size is priced at the top of book).
+    pub bids: &'a [Level],
+    /// The ask side, like `bids`.
+    pub asks: &'a [Level],
+}
+
+impl RawPrice<'_> {
+    /// The bid side for ladder pricing.
+    pub fn bid_book(&self) -> Book<'_> {
+        book(self.bids, self.bid)
+    }
+
+    /// The ask side for ladder pricing.
+    pub fn ask_book(&self) -> Book<'_> {
+        book(self.asks, self.ask)
+    }
+}
+
+fn book(levels: &[Level], top: Decimal) -> Book<'_> {
+    if levels.is_empty() {
+        Book::Top(top)
+    } else {
+        Book::Levels(levels)
+    }
 }
 
 /// Reusable decoding state: simd-json parses in place, so each payload is copied into a
@@ -41,6 +69,8 @@ pub struct Decoder {
     symbol: String,
     id: String,
     source: String,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
 }
 
 /// Fields found in one pass over the top-level object.
@@ -54,6 +84,8 @@ struct Fields {
     ask_size: Option<Decimal>,
     id: bool,
     source: bool,
+    bids: bool,
+    asks: bool,
 }
 
 impl Decoder {
@@ -83,8 +115,8 @@ impl Decoder {
         if !f.symbol {
             return Err(Reject::MissingField("symbol"));
         }
-        let bid = f.bid.ok_or(Reject::MissingField("bid"))?;
-        let ask = f.ask.ok_or(Reject::MissingField("ask"))?;
+        let (bid, bid_size) = side(payload, "bids", f.bids, f.bid, f.bid_size, &mut self.bids)?;
+        let (ask, ask_size) = side(payload, "asks", f.asks, f.ask, f.ask_size, &mut self.asks)?;
         if bid <= Decimal::ZERO {
             return Err(Reject::NonPositiveBid);
         }
@@ -99,12 +131,62 @@ impl Decoder {
             bid,
             ask,
             ts: f.ts,
-            bid_size: f.bid_size,
-            ask_size: f.ask_size,
+            bid_size,
+            ask_size,
             id: f.id.then_some(self.id.as_str()),
             source: f.source.then_some(self.source.as_str()),
+            bids: &self.bids,
+            asks: &self.asks,
         })
     }
+}
+
+/// One side of the record: its top price and size, and its book in `levels`. With a depth
+/// ladder, the top price and size may be left out (they are its first level) but must match it
+/// when given; without one, a size makes a one-level book.
+fn side(
+    payload: &[u8],
+    field: &'static str,
+    has_levels: bool,
+    top: Option<Decimal>,
+    top_size: Option<Decimal>,
+    levels: &mut Vec<Level>,
+) -> Result<(Decimal, Option<Decimal>), Reject> {
+    let (price_name, size_name) = if field == "bids" {
+        ("bid", "bid_size")
+    } else {
+        ("ask", "ask_size")
+    };
+    levels.clear();
+    if has_levels {
+        read_levels(payload, field, levels)?;
+    }
+    let Some(first) = levels.first().copied() else {
+        let top = top.ok_or(Reject::MissingField(price_name))?;
+        if let Some(size) = top_size {
+            levels.push(Level { price: top, size });
+        }
+        return Ok((top, top_size));
+    };
+    if let Some(p) = top.filter(|p| *p != first.price) {
+        return Err(invalid(
+            field,
+            format!(
+                "the first level's price {} differs from {price_name} {p}",
+                first.price
+            ),
+        ));
+    }
+    if let Some(s) = top_size.filter(|s| *s != first.size) {
+        return Err(invalid(
+            field,
+            format!(
+                "the first level's size {} differs from {size_name} {s}",
+                first.size
+            ),
+        ));
+    }
+    Ok((first.price, Some(first.size)))
 }
 
 /// One pass over the object's members; unknown members are ignored, `null` means absent, and a
@@ -139,6 +221,8 @@ fn read_fields(
             "ts" => f.ts = Some(timestamp(&v)?),
             "bid_size" => f.bid_size = Some(size_field(payload, "bid_size", &v)?),
             "ask_size" => f.ask_size = Some(size_field(payload, "ask_size", &v)?),
+            "bids" => f.bids = true,
+            "asks" => f.asks = true,
             "id" => f.id = copy_text(id, "id", &v)?,
             "source" => f.source = copy_text(source, "source", &v)?,
             _ => {}

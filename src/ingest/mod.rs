@@ -2,6 +2,7 @@
 //! reasons a record is dead-lettered, and the headers of a published record.
 
 pub mod decode;
+pub mod depth;
 mod numbers;
 pub mod publisher;
 pub mod reject;

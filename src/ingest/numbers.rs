@@ -1,4 +1,4 @@
-//! Finds the source text of a JSON number so it can be parsed as an exact decimal.
+//! Finds the source text of a JSON number (or any value) so it can be parsed as an exact decimal.
 //!
 //! simd-json turns non-integer numbers into `f64`, which cannot hold most decimal prices
 //! exactly. When a price arrives as a bare JSON number we go back to the original bytes and take
@@ -7,7 +7,20 @@
 /// Text of the number value of the top-level `key`, or `None` when there is none.
 /// With duplicate keys the last one wins, as in simd-json.
 pub(super) fn number_text<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
-    let mut s = Scanner { b: json, i: 0 };
+    let text = value_text(json, key)?;
+    let is_number = text
+        .first()
+        .is_some_and(|c| c.is_ascii_digit() || *c == b'-');
+    if is_number {
+        std::str::from_utf8(text).ok()
+    } else {
+        None
+    }
+}
+
+/// The text of the value of the top-level `key` (the last one when repeated).
+pub(super) fn value_text<'a>(json: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let mut s = Scanner::new(json);
     s.ws();
     if !s.eat(b'{') {
         return None;
@@ -27,15 +40,7 @@ pub(super) fn number_text<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
         let start = s.i;
         s.value()?;
         if k == key.as_bytes() {
-            let text = &json[start..s.i];
-            let is_number = text
-                .first()
-                .is_some_and(|c| c.is_ascii_digit() || *c == b'-');
-            found = if is_number {
-                std::str::from_utf8(text).ok()
-            } else {
-                None
-            };
+            found = Some(&json[start..s.i]);
         }
         s.ws();
         if !s.eat(b',') {
@@ -45,19 +50,28 @@ pub(super) fn number_text<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
     }
 }
 
-struct Scanner<'a> {
+pub(super) struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scanner<'a> {
-    fn ws(&mut self) {
+    pub fn new(b: &'a [u8]) -> Self {
+        Scanner { b, i: 0 }
+    }
+
+    /// The unread rest.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.b[self.i.min(self.b.len())..]
+    }
+
+    pub fn ws(&mut self) {
         while self.b.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
             self.i += 1;
         }
     }
 
-    fn eat(&mut self, c: u8) -> bool {
+    pub fn eat(&mut self, c: u8) -> bool {
         if self.b.get(self.i) == Some(&c) {
             self.i += 1;
             true
@@ -67,7 +81,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string token; returns its raw (still escaped) contents.
-    fn string(&mut self) -> Option<&'a [u8]> {
+    pub fn string(&mut self) -> Option<&'a [u8]> {
         if !self.eat(b'"') {
             return None;
         }
@@ -85,7 +99,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips any value.
-    fn value(&mut self) -> Option<()> {
+    pub fn value(&mut self) -> Option<()> {
         match *self.b.get(self.i)? {
             b'"' => self.string().map(|_| ()),
             b'{' | b'[' => {

@@ -1,13 +1,18 @@
 //! Prices and margin rules: pure, no I/O, exact decimals only.
 //!
 //! Everything on the price path is `rust_decimal::Decimal`; no floating point is used anywhere in
-//! this module. The five invariants the margin engine keeps are listed in [`margin`].
+//! this module. The five invariants the margin engine keeps are listed in [`margin`], those of
+//! size-tiered ladders in [`ladder`].
 
 pub mod decimal;
+pub mod depth;
 pub mod instrument;
+pub mod ladder;
 pub mod margin;
 pub mod markup;
 
+pub use depth::{Book, LadderPricing, Level, SourcePrice, source_price};
 pub use instrument::{Instrument, Tick};
+pub use ladder::{Band, BandQuote, Ladder, quote_ladder};
 pub use margin::{Quote, QuoteError, midpoint, quote, quote_at_mid, quote_at_mid_decimal};
 pub use markup::{Amount, Markup, PricingRule, Unit};

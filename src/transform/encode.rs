@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use crate::ingest::RawPrice;
 use crate::pricing::decimal::write_fixed;
-use crate::pricing::{Instrument, Quote};
+use crate::pricing::{BandQuote, Instrument, LadderPricing, Quote};
 
 /// Writes the part of the value every channel shares (sizes, id, source and the closing brace)
 /// once per raw record.
@@ -27,6 +27,13 @@ pub fn encode_tail(tail: &mut Vec<u8>, raw: &RawPrice<'_>) {
     tail.push(b'}');
 }
 
+/// A channel's ladder for one record: how the book was read, and the bands.
+#[derive(Clone, Copy, Debug)]
+pub struct LadderOut<'a> {
+    pub pricing: LadderPricing,
+    pub bands: &'a [BandQuote],
+}
+
 /// Writes the JSON value of one channel record into `out` (cleared first); `tail` comes from
 /// [`encode_tail`].
 pub fn encode_quote(
@@ -35,6 +42,7 @@ pub fn encode_quote(
     quote: &Quote,
     ts: i64,
     stale: bool,
+    ladder: Option<LadderOut<'_>>,
     tail: &[u8],
 ) {
     out.clear();
@@ -52,7 +60,40 @@ pub fn encode_quote(
     } else {
         b",\"stale\":false"
     });
+    if let Some(ladder) = ladder {
+        encode_ladder(out, instrument, ladder);
+    }
     out.extend_from_slice(tail);
+}
+
+/// `,"ladder":{"pricing":"vwap","bands":[{"up_to":"1000000","bid":"1.08400","ask":null},…]}`:
+/// a side that is not quoted is `null`.
+fn encode_ladder(out: &mut Vec<u8>, instrument: &Instrument, ladder: LadderOut<'_>) {
+    out.extend_from_slice(b",\"ladder\":{\"pricing\":\"");
+    out.extend_from_slice(ladder.pricing.name().as_bytes());
+    out.extend_from_slice(b"\",\"bands\":[");
+    for (i, band) in ladder.bands.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let up_to = band.up_to.normalize();
+        out.extend_from_slice(b"{\"up_to\":\"");
+        write_fixed(out, up_to, up_to.scale());
+        out.push(b'"');
+        for (name, side) in [(&b",\"bid\":"[..], band.bid), (b",\"ask\":", band.ask)] {
+            out.extend_from_slice(name);
+            match side {
+                Some(price) => {
+                    out.push(b'"');
+                    write_fixed(out, price, instrument.precision);
+                    out.push(b'"');
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
 }
 
 fn write_decimal_field(out: &mut Vec<u8>, name: &str, value: Decimal) {

@@ -3,9 +3,9 @@
 
 use crate::config::{Rules, StalePolicy};
 use crate::ingest::{Decoder, Reject};
-use crate::pricing::{QuoteError, midpoint, quote_at_mid};
+use crate::pricing::{BandQuote, QuoteError, midpoint, quote_at_mid, quote_ladder};
 
-use super::encode::{encode_quote, encode_tail};
+use super::encode::{LadderOut, encode_quote, encode_tail};
 
 /// What one channel does with one raw record.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +36,7 @@ pub struct Processor {
     decoder: Decoder,
     value: Vec<u8>,
     tail: Vec<u8>,
+    bands: Vec<BandQuote>,
 }
 
 impl Processor {
@@ -87,9 +88,32 @@ impl Processor {
                 emit(index, ChannelOutput::WithheldStale);
                 continue;
             }
-            match mid.and_then(|mid| quote_at_mid(instrument, rule, raw.bid, raw.ask, mid)) {
-                Ok(q) => {
-                    encode_quote(&mut self.value, instrument, &q, ts, stale, &self.tail);
+            let priced = mid.and_then(|mid| {
+                let q = quote_at_mid(instrument, rule, raw.bid, raw.ask, mid)?;
+                let ladder = match &channel.ladders[instrument_index] {
+                    Some(ladder) => {
+                        let (bids, asks) = (raw.bid_book(), raw.ask_book());
+                        quote_ladder(instrument, ladder, mid, bids, asks, &mut self.bands)?;
+                        Some(LadderOut {
+                            pricing: ladder.pricing,
+                            bands: &self.bands,
+                        })
+                    }
+                    None => None,
+                };
+                Ok((q, ladder))
+            });
+            match priced {
+                Ok((q, ladder)) => {
+                    encode_quote(
+                        &mut self.value,
+                        instrument,
+                        &q,
+                        ts,
+                        stale,
+                        ladder,
+                        &self.tail,
+                    );
                     emit(
                         index,
                         ChannelOutput::Publish {

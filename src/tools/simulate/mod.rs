@@ -31,6 +31,8 @@ pub struct SimulateOptions {
     /// Probability that a record is deliberately malformed.
     pub malformed_ratio: f64,
     pub seed: u64,
+    /// Depth levels per side (0: top of book only).
+    pub depth: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +99,7 @@ pub async fn run(
     .await?;
     let producer: ThreadedProducer<SimContext> = opts.kafka.keyed_producer(SimContext::default())?;
 
-    let mut walk = Walk::new(&instruments, opts.seed, opts.malformed_ratio);
+    let mut walk = Walk::new(&instruments, opts.seed, opts.malformed_ratio).with_depth(opts.depth);
     let valid = telemetry::simulated("valid");
     let malformed = telemetry::simulated("malformed");
     info!(topic = %raw, rate = opts.rate, symbols = instruments.len(), "simulating raw prices");

@@ -29,8 +29,22 @@ fn reference_mid(symbol: &str) -> &'static str {
     }
 }
 
+/// A typical trade size of the instrument (FX in units of the base currency, gold in ounces,
+/// bitcoin in coins, shares, contracts): the size of one depth level is 1 to 4 of these.
+fn lot(symbol: &str) -> i64 {
+    match symbol {
+        "XAUUSD" => 100,
+        "BTCUSD" | "ETHUSD" => 1,
+        "AAPL" | "MSFT" => 1_000,
+        "ES" => 10,
+        s if s.len() == 6 && s.bytes().all(|b| b.is_ascii_uppercase()) => 1_000_000,
+        _ => 100,
+    }
+}
+
 struct SimInstrument {
     symbol: String,
+    lot: i64,
     tick: Decimal,
     precision: u32,
     reference: i64,
@@ -53,6 +67,7 @@ pub struct Walk {
     rng: SmallRng,
     seq: u64,
     malformed_ratio: f64,
+    depth: usize,
 }
 
 impl Walk {
@@ -70,6 +85,7 @@ impl Walk {
                     .max(100);
                 SimInstrument {
                     symbol: i.symbol.clone(),
+                    lot: lot(&i.symbol),
                     tick,
                     precision: i.precision,
                     reference: ticks,
@@ -85,7 +101,15 @@ impl Walk {
             rng: SmallRng::seed_from_u64(seed),
             seq: 0,
             malformed_ratio: malformed_ratio.clamp(0.0, 1.0),
+            depth: 0,
         }
+    }
+
+    /// Records carry a depth ladder of `levels` per side (`bids`/`asks`, at most 50); 0 (the
+    /// default) sends only the top of book with a size.
+    pub fn with_depth(mut self, levels: usize) -> Self {
+        self.depth = levels.min(crate::ingest::depth::MAX_LEVELS);
+        self
     }
 
     /// The next record with source time `ts_ms`.
@@ -109,13 +133,51 @@ impl Walk {
         if self.malformed_ratio > 0.0 && self.rng.random_bool(self.malformed_ratio) {
             return self.malformed(symbol, bid, ask, ts_ms);
         }
+        if self.depth == 0 {
+            return SimRecord {
+                value: format!(
+                    r#"{{"symbol":"{symbol}","bid":"{bid}","ask":"{ask}","ts":{ts_ms},"bid_size":"1000000","ask_size":"1000000","id":"sim-{seq}","source":"simulator"}}"#
+                ),
+                key: symbol,
+                malformed: false,
+            };
+        }
+        let (bids, asks) = self.depth_levels(i, bid_ticks, ask_ticks);
         SimRecord {
             value: format!(
-                r#"{{"symbol":"{symbol}","bid":"{bid}","ask":"{ask}","ts":{ts_ms},"bid_size":"1000000","ask_size":"1000000","id":"sim-{seq}","source":"simulator"}}"#
+                r#"{{"symbol":"{symbol}","bid":"{bid}","ask":"{ask}","ts":{ts_ms},"bids":[{bids}],"asks":[{asks}],"id":"sim-{seq}","source":"simulator"}}"#
             ),
             key: symbol,
             malformed: false,
         }
+    }
+
+    /// `self.depth` levels per side from the top of book outward, one to a few ticks apart, each
+    /// of 1 to 4 lots: `["1.08412","2000000"],…` for each side.
+    fn depth_levels(&mut self, i: usize, bid_ticks: i64, ask_ticks: i64) -> (String, String) {
+        let (tick, precision, lot, gap) = {
+            let ins = &self.instruments[i];
+            (ins.tick, ins.precision, ins.lot, ins.max_spread.max(2) / 2)
+        };
+        let mut sides = [String::new(), String::new()];
+        for (side, (top, dir)) in sides.iter_mut().zip([(bid_ticks, -1i64), (ask_ticks, 1)]) {
+            let mut ticks = top;
+            for k in 0..self.depth {
+                if k > 0 {
+                    ticks += dir * self.rng.random_range(1..=gap);
+                    side.push(',');
+                }
+                if ticks <= 0 {
+                    side.pop();
+                    break;
+                }
+                let size = lot * self.rng.random_range(1..=4);
+                let price = to_fixed(Decimal::from(ticks) * tick, precision);
+                side.push_str(&format!(r#"["{price}","{size}"]"#));
+            }
+        }
+        let [bids, asks] = sides;
+        (bids, asks)
     }
 
     fn malformed(&mut self, symbol: String, bid: String, ask: String, ts: i64) -> SimRecord {
@@ -193,6 +255,20 @@ mod tests {
                 .ok()
                 .filter(|p| rules.instrument_index(p.symbol).is_some());
             assert!(ok.is_none(), "accepted {}", r.value);
+        }
+    }
+
+    #[test]
+    fn depth_ladders_decode_with_the_top_of_book_as_their_first_level() {
+        let rules = rules();
+        let mut walk = Walk::new(&rules.instruments, 5, 0.0).with_depth(5);
+        let mut decoder = Decoder::new();
+        for n in 0..2_000 {
+            let r = walk.next_record(n);
+            let p = decoder.decode(r.value.as_bytes()).unwrap();
+            assert_eq!(p.bids.len(), 5, "{}", r.value);
+            assert_eq!(p.asks.len(), 5, "{}", r.value);
+            assert_eq!((p.bids[0].price, p.asks[0].price), (p.bid, p.ask));
         }
     }
 

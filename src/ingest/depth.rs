@@ -1,0 +1,205 @@
+//! Depth ladders in raw records: `"bids":[["1.08412","1000000"],["1.08410","3000000"]]` and
+//! `"asks"`, each level `[price, size]` as decimal strings or JSON numbers (read from their
+//! text, never through `f64`), best price first.
+
+use rust_decimal::Decimal;
+
+use super::decode::parse_decimal;
+use super::numbers::{Scanner, value_text};
+use super::reject::Reject;
+use crate::pricing::Level;
+use crate::pricing::decimal::MAX_PRICE;
+use crate::pricing::depth::MAX_SIZE;
+
+/// At most this many levels per side.
+pub const MAX_LEVELS: usize = 50;
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Reject {
+    Reject::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Reads the levels of the top-level member `field` of `payload` into `out` (cleared first) and
+/// checks them: prices positive and at most 10^12, sizes positive and at most 10^15, prices
+/// strictly worse from level to level (falling for bids, rising for asks).
+pub(super) fn read_levels(
+    payload: &[u8],
+    field: &'static str,
+    out: &mut Vec<Level>,
+) -> Result<(), Reject> {
+    out.clear();
+    let text = value_text(payload, field).ok_or_else(|| invalid(field, "not found"))?;
+    let mut s = Scanner::new(text);
+    let shape = || invalid(field, "expected an array of [price, size] levels");
+    if !s.eat(b'[') {
+        return Err(shape());
+    }
+    s.ws();
+    if s.eat(b']') {
+        return Ok(());
+    }
+    loop {
+        if out.len() == MAX_LEVELS {
+            return Err(invalid(field, format!("more than {MAX_LEVELS} levels")));
+        }
+        let i = out.len();
+        s.ws();
+        if !s.eat(b'[') {
+            return Err(invalid(field, format!("level {i}: expected [price, size]")));
+        }
+        let price = element(&mut s, field, i, "price")?;
+        s.ws();
+        if !s.eat(b',') {
+            return Err(invalid(field, format!("level {i}: expected [price, size]")));
+        }
+        let size = element(&mut s, field, i, "size")?;
+        s.ws();
+        if !s.eat(b']') {
+            return Err(invalid(
+                field,
+                format!("level {i}: expected [price, size], found more"),
+            ));
+        }
+        check_level(field, i, price, size, out.last())?;
+        out.push(Level { price, size });
+        s.ws();
+        if s.eat(b']') {
+            return Ok(());
+        }
+        if !s.eat(b',') {
+            return Err(shape());
+        }
+    }
+}
+
+/// A price or size: a decimal string or a JSON number, parsed from its text.
+fn element(
+    s: &mut Scanner<'_>,
+    field: &'static str,
+    i: usize,
+    what: &str,
+) -> Result<Decimal, Reject> {
+    s.ws();
+    let text: &[u8] = if s.rest().first() == Some(&b'"') {
+        s.string().unwrap_or_default()
+    } else {
+        let before = s.rest();
+        s.value()
+            .ok_or_else(|| invalid(field, format!("level {i}: missing {what}")))?;
+        &before[..before.len() - s.rest().len()]
+    };
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(parse_decimal)
+        .ok_or_else(|| {
+            let shown = String::from_utf8_lossy(&text[..text.len().min(40)]).into_owned();
+            invalid(
+                field,
+                format!("level {i}: {what} {shown:?} is not an exact decimal number"),
+            )
+        })
+}
+
+fn check_level(
+    field: &'static str,
+    i: usize,
+    price: Decimal,
+    size: Decimal,
+    previous: Option<&Level>,
+) -> Result<(), Reject> {
+    if price <= Decimal::ZERO || price > MAX_PRICE {
+        return Err(invalid(
+            field,
+            format!("level {i}: price {price} is not positive and at most 1e12"),
+        ));
+    }
+    if size <= Decimal::ZERO || size > MAX_SIZE {
+        return Err(invalid(
+            field,
+            format!("level {i}: size {size} is not positive and at most 1e15"),
+        ));
+    }
+    if let Some(prev) = previous {
+        let worse = if field == "bids" {
+            price < prev.price
+        } else {
+            price > prev.price
+        };
+        if !worse {
+            let order = if field == "bids" { "fall" } else { "rise" };
+            return Err(invalid(
+                field,
+                format!(
+                    "level {i}: price {price} after {}: {field} prices must {order} from level \
+                     to level (best first, no repeats)",
+                    prev.price
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn levels(json: &str, field: &'static str) -> Result<Vec<(String, String)>, Reject> {
+        let mut out = Vec::new();
+        read_levels(json.as_bytes(), field, &mut out)?;
+        Ok(out
+            .iter()
+            .map(|l| (l.price.to_string(), l.size.to_string()))
+            .collect())
+    }
+
+    #[test]
+    fn reads_strings_and_numbers_exactly() {
+        let j = r#"{"bids":[["1.08412","1000000"], [1.0841, 2.5e6] ,[ 1.08405 , "500000.5" ]]}"#;
+        assert_eq!(
+            levels(j, "bids").unwrap(),
+            vec![
+                ("1.08412".into(), "1000000".into()),
+                (
+                    "1.0841".into(),
+                    Decimal::from_str("2500000").unwrap().to_string()
+                ),
+                ("1.08405".into(), "500000.5".into()),
+            ]
+        );
+        assert_eq!(levels(r#"{"asks":[]}"#, "asks").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn refuses_bad_levels_with_the_level_named() {
+        let cases = [
+            (r#"{"bids":{"a":1}}"#, "expected an array"),
+            (r#"{"bids":[1,2]}"#, "level 0: expected [price, size]"),
+            (r#"{"bids":[["1"]]}"#, "level 0: expected [price, size]"),
+            (r#"{"bids":[["1","2","3"]]}"#, "found more"),
+            (r#"{"bids":[["x","2"]]}"#, "level 0: price \"x\""),
+            (r#"{"bids":[["1",null]]}"#, "level 0: size \"null\""),
+            (r#"{"bids":[["1","0"]]}"#, "level 0: size 0 is not positive"),
+            (r#"{"bids":[["-1","5"]]}"#, "level 0: price -1"),
+            (
+                r#"{"bids":[["1","5"],["1","5"]]}"#,
+                "level 1: price 1 after 1: bids prices must fall",
+            ),
+            (r#"{"bids":[["1","5"],["1.1","5"]]}"#, "must fall"),
+        ];
+        for (json, expected) in cases {
+            let e = levels(json, "bids").unwrap_err();
+            assert!(e.to_string().contains(expected), "{json}: {e}");
+        }
+        let e = levels(r#"{"asks":[["1.1","5"],["1.0","5"]]}"#, "asks").unwrap_err();
+        assert!(e.to_string().contains("asks prices must rise"), "{e}");
+        let many: Vec<String> = (0..51)
+            .map(|i| format!("[\"{}\",\"1\"]", 100 - i))
+            .collect();
+        let e = levels(&format!("{{\"bids\":[{}]}}", many.join(",")), "bids").unwrap_err();
+        assert!(e.to_string().contains("more than 50 levels"), "{e}");
+    }
+}
