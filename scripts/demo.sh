@@ -94,7 +94,7 @@ export PRICEFEED_CONFIG="$config"
 "$bin" run --demo --http-addr "$http" >"$run_dir/pricefeed.log" 2>&1 &
 pids+=($!)
 # The simulator serves no HTTP here: PRICEFEED_HTTP_ADDR (if the caller set it) is pricefeed's.
-env -u PRICEFEED_HTTP_ADDR "$bin" simulate --rate "$rate" --malformed-ratio 0.002 >"$run_dir/simulate.log" 2>&1 &
+env -u PRICEFEED_HTTP_ADDR "$bin" simulate --rate "$rate" --malformed-ratio 0.002 --depth 5 >"$run_dir/simulate.log" 2>&1 &
 pids+=($!)
 
 echo "demo: waiting for the transform workers and the edge to be ready…"

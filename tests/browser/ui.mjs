@@ -7,7 +7,8 @@
 // ones for 2 s); the rendered spread is the quoted one in pips; no request leaves the page's
 // origin (it works offline); and the /docs playground's setup/subscribe flow logs ready,
 // subscribed and prices; a panel switched to Server-Sent Events streams and resumes, and with a
-// throttle of 1/s shows no symbol more often. Saves screenshots. Exits non-zero with the reason on any failure.
+// throttle of 1/s shows no symbol more often; a size-tiered channel shows each symbol's ladder,
+// as the prices carry it, updating live. Saves screenshots. Exits non-zero with the reason on any failure.
 //
 // Run through `cargo test --test browser_ui` (it starts the broker, pricefeed and the feed).
 
@@ -261,6 +262,73 @@ try {
   }
   check(bySymbol.size >= 3, `vip at 1/s: ${bySymbol.size} symbols still update`);
   check((await page.textContent(`${vipPanel} .transport`)) === "SSE · ≤ 1/s per symbol", "vip: the panel shows the throttle");
+
+  // A size-tiered channel: the retail panel switched to pro (VWAP bands over the simulator's depth)
+  // shows a ladder under each symbol, one bid and ask per band exactly as the price carried them,
+  // bids falling and asks rising with size, a side the book cannot fill as "—"; and it updates.
+  await page.selectOption(`section[data-channel="retail"] select[aria-label=channel]`, "pro");
+  const proPanel = `section[data-channel="pro"]`;
+  await page.waitForSelector(`${proPanel} tr.ladder`, { timeout: 20_000 });
+  await page.evaluate(() => {
+    window.proPrices = {};
+    const p = window.pricefeedUi.panels.find((x) => x.channel === "pro");
+    p.socket.on("price", (m) => (window.proPrices[`${m.data.symbol}@${m.seqNo}`] = m.data));
+  });
+  const ladderRows = () =>
+    page.$$eval(`${proPanel} tr.ladder`, (trs) =>
+      trs.map((tr) => {
+        const cells = (cls) => [...tr.querySelectorAll(`.${cls}`)].map((c) => [c.textContent, c.classList.contains("thin"), c.dataset.upTo]);
+        const row = tr.previousElementSibling;
+        return {
+          symbol: tr.dataset.ladder,
+          seq: tr.dataset.ladderSeq,
+          top: [row.querySelector(".bid").textContent, row.querySelector(".ask").textContent],
+          method: tr.querySelector(".method").textContent,
+          bids: cells("band-bid"),
+          asks: cells("band-ask"),
+        };
+      }),
+    );
+  let matched = [];
+  for (let waited = 0; matched.length < 3 && waited < 20_000; waited += 500) {
+    await page.waitForTimeout(500);
+    const prices = await page.evaluate(() => window.proPrices);
+    matched = (await ladderRows()).filter((r) => prices[`${r.symbol}@${r.seq}`]).map((r) => [r, prices[`${r.symbol}@${r.seq}`]]);
+  }
+  check(matched.length >= 3, `pro: ${matched.length} symbols show a ladder drawn from a live price`);
+  let thinSides = 0;
+  for (const [row, data] of matched) {
+    const bands = data.ladder.bands;
+    const shown = (side) => row[side].map(([text]) => text);
+    const want = (side) => bands.map((b) => b[side === "bids" ? "bid" : "ask"] ?? "—");
+    if (JSON.stringify(shown("bids")) !== JSON.stringify(want("bids")) || JSON.stringify(shown("asks")) !== JSON.stringify(want("asks")))
+      throw new Error(`pro ${row.symbol}: shows ${JSON.stringify(row)} for ${JSON.stringify(bands)}`);
+    if (row.bids.some(([text, thin, upTo], i) => thin !== (text === "—") || upTo !== bands[i].up_to))
+      throw new Error(`pro ${row.symbol}: thin marks or sizes wrong: ${JSON.stringify(row.bids)}`);
+    thinSides += bands.filter((b) => b.bid === null).length + bands.filter((b) => b.ask === null).length;
+    // Bids fall and asks rise with size, from the top-of-book quote on, and no band is crossed.
+    const scale = Math.max(...[...row.top, ...shown("bids"), ...shown("asks")].filter((x) => x !== "—").map((x) => (x.split(".")[1] ?? "").length));
+    const num = (x) => (x === "—" ? null : scaledUnits(x, scale));
+    let [lastBid, lastAsk] = row.top.map(num);
+    bands.forEach((_, i) => {
+      const [b, a] = [num(shown("bids")[i]), num(shown("asks")[i])];
+      if (b !== null && (lastBid === null || b > lastBid)) throw new Error(`pro ${row.symbol}: bid of band ${i} above a smaller band's`);
+      if (a !== null && (lastAsk === null || a < lastAsk)) throw new Error(`pro ${row.symbol}: ask of band ${i} below a smaller band's`);
+      if (b !== null && a !== null && b >= a) throw new Error(`pro ${row.symbol}: band ${i} crossed`);
+      [lastBid, lastAsk] = [b, a];
+    });
+    check(row.method === "VWAP", `pro ${row.symbol}: ${bands.length} VWAP bands shown as quoted, monotonic by size`);
+  }
+  console.log(`pro: ${thinSides} band sides too thin to quote among the ladders shown`);
+  const seqOf = async (symbol) => page.$eval(`${proPanel} tr.ladder[data-ladder="${symbol}"]`, (tr) => Number(tr.dataset.ladderSeq));
+  const firstSymbol = matched[0][0].symbol;
+  const seqBefore = await seqOf(firstSymbol);
+  await page.waitForFunction(
+    ([sel, seq]) => Number(document.querySelector(sel).dataset.ladderSeq) > seq,
+    [`${proPanel} tr.ladder[data-ladder="${firstSymbol}"]`, seqBefore],
+    { timeout: 20_000 },
+  );
+  check(true, `pro ${firstSymbol}: the ladder updates live (seqNo ${seqBefore} → ${await seqOf(firstSymbol)})`);
 
   mkdirSync(dirname(shot), { recursive: true });
   await page.screenshot({ path: shot, fullPage: true });

@@ -40,6 +40,16 @@ function measure(bid, ask, pip) {
   return { spread, scale, tenths, mid: a + b };
 }
 
+/** "1000000" → "1M", "2500" → "2.5k", "10" → "10": a band size, exactly (string digits only). */
+function size(s) {
+  const [int, frac] = s.split(".");
+  if (frac !== undefined || int.length < 4) return s;
+  const [div, unit] = int.length > 6 ? [6, "M"] : [3, "k"];
+  const head = int.slice(0, int.length - div);
+  const tail = int.slice(int.length - div).replace(/0+$/, "");
+  return `${head}${tail ? "." + tail : ""}${unit}`;
+}
+
 function pips(tenths) {
   const sign = tenths < 0n ? "-" : "";
   const t = tenths < 0n ? -tenths : tenths;
@@ -120,7 +130,7 @@ class Panel {
       tr.innerHTML = `<td class="symbol">${symbol}</td><td class="bid">—</td><td class="ask">—</td>
         <td class="spread">—</td><td class="seq">—</td><td class="latency">—</td><td class="age">—</td>`;
       tbody.appendChild(tr);
-      this.rows.set(symbol, { tr, mid: null, ts: 0, stale: false });
+      this.rows.set(symbol, { tr, ladder: null, mid: null, ts: 0, stale: false });
     }
     let first = true;
     const token = async () => {
@@ -207,7 +217,52 @@ class Panel {
     tr.querySelector(".spread").textContent = pips(tenths);
     tr.querySelector(".seq").textContent = `${m.partition}:${m.seqNo}`;
     tr.querySelector(".latency").textContent = String(Math.max(0, Date.now() - d.ts));
+    if (d.ladder) {
+      // A size-tiered channel: the symbol's ladder goes in a row under its own.
+      if (!row.ladder) {
+        row.ladder = document.createElement("tr");
+        row.ladder.className = "ladder";
+        row.ladder.dataset.ladder = d.symbol;
+        row.ladder.innerHTML = `<td colspan="7"><div class="bands"></div></td>`;
+        tr.after(row.ladder);
+      }
+      this.drawLadder(row.ladder, d.ladder, ins.pip, m.seqNo);
+    }
     return move;
+  }
+
+  /**
+   * One column per size band: "≤ size", the bid, the ask and the spread in pips. A side the
+   * book is too thin to fill (null on the wire) shows "—".
+   */
+  drawLadder(el, ladder, pip, seqNo) {
+    const bands = ladder.bands;
+    const grid = el.querySelector(".bands");
+    if (grid.dataset.n !== String(bands.length)) {
+      const cells = (cls) => bands.map(() => `<span class="${cls}"></span>`).join("");
+      const method = ladder.pricing === "vwap" ? "VWAP" : "full amount";
+      grid.style.gridTemplateColumns = `auto repeat(${bands.length}, auto)`;
+      grid.innerHTML = `<span class="head method">${method}</span>${cells("band-size")}
+        <span class="head">bid</span>${cells("band-bid")}<span class="head">ask</span>${cells("band-ask")}
+        <span class="head">pips</span>${cells("band-spread")}`;
+      grid.dataset.n = String(bands.length);
+    }
+    const put = (cls, i, text, thin) => {
+      const cell = grid.querySelectorAll(`.${cls}`)[i];
+      cell.textContent = text;
+      cell.classList.toggle("thin", thin);
+      cell.dataset.upTo = bands[i].up_to;
+      if (thin) cell.title = "not quoted: the book is too thin for this size";
+      else cell.removeAttribute("title");
+    };
+    bands.forEach((b, i) => {
+      put("band-size", i, `≤ ${size(b.up_to)}`, false);
+      put("band-bid", i, b.bid ?? "—", b.bid === null);
+      put("band-ask", i, b.ask ?? "—", b.ask === null);
+      const both = b.bid !== null && b.ask !== null;
+      put("band-spread", i, both ? pips(measure(b.bid, b.ask, pip).tenths) : "—", !both);
+    });
+    el.dataset.ladderSeq = String(seqNo);
   }
 
   /** Ages and stale marks move with the clock, not only with prices. */
