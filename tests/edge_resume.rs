@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::tiers::{TIERS, depth};
 use common::ws::{Received, Ws, token};
 use common::*;
 use rdkafka::config::FromClientConfig;
@@ -23,7 +24,7 @@ const HISTORY: usize = 200;
 fn config_with(prefix: &str, delivery: &str) -> String {
     format!(
         "{}\n[edge]\nhistory_per_partition = {HISTORY}\nmax_lag_records = {HISTORY}\n\n{}\
-         [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\n",
+         [channels.vip]\n{TIERS}",
         kafka_table_with(prefix, PARTITIONS, delivery),
         instruments(&SYMBOLS)
     )
@@ -45,11 +46,11 @@ fn feed(
         while !stop.load(Ordering::Relaxed) {
             for _ in 0..batch {
                 let s = i % SYMBOLS.len();
+                let (bid, ask) = (10_000 + i % 50_000, 10_003 + i % 50_000);
                 let value = format!(
-                    r#"{{"symbol":"{}","bid":"1.{:05}","ask":"1.{:05}"}}"#,
+                    r#"{{"symbol":"{}","bid":"1.{bid:05}","ask":"1.{ask:05}"{}}}"#,
                     SYMBOLS[s],
-                    10_000 + i % 50_000,
-                    10_003 + i % 50_000
+                    depth(bid, ask)
                 );
                 let r = BaseRecord::to(&raw)
                     .partition(s as i32)
@@ -184,6 +185,12 @@ fn resume_on_two_edges(delivery: &str) {
             let r = read_all(&broker, &vip, PARTITIONS);
             (r.len() == total).then_some(r)
         });
+        // The channel is size-tiered: every record carries its ladder (the last band, 6M, is
+        // larger than the 5M the feed's bids hold).
+        assert!(records.iter().all(|r| {
+            let bands = &r.json()["ladder"]["bands"];
+            bands.as_array().map(Vec::len) == Some(3) && bands[2]["bid"].is_null()
+        }));
         let end: BTreeMap<i64, i64> = records
             .iter()
             .map(|r| (r.partition as i64, r.offset))
@@ -289,7 +296,7 @@ fn snapshots_know_rarely_ticking_symbols_and_old_offsets_replay_from_kafka() {
     // Memory holds 16 records per partition; the start-up scan reaches further back.
     let text = format!(
         "{}\n[edge]\nhistory_per_partition = 16\nmax_lag_records = 16\n\n{}\
-         [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\n",
+         [channels.vip]\n{TIERS}",
         kafka_table(&prefix, PARTITIONS),
         instruments(&["EURUSD", "GBPUSD"])
     );

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::service::{Role, Service};
+use common::tiers::{TIERS, depth};
 use common::ws::{Ended, Received, Ws, token};
 use common::*;
 use rdkafka::config::FromClientConfig;
@@ -31,7 +32,7 @@ fn config(prefix: &str) -> String {
     format!(
         "{}\n[edge]\nmax_lag_records = {MAX_LAG}\nhistory_per_partition = 1024\n\
          write_timeout_ms = 5000\nheartbeat_ms = 60000\nsend_buffer_bytes = 16384\n\n{}\
-         [channels.vip]\nmarkup = {{ unit = \"pips\", bid = \"0.1\", ask = \"0.1\" }}\nslow_client = \"conflate\"\n\n\
+         [channels.vip]\n{TIERS}slow_client = \"conflate\"\n\n\
          [channels.retail]\nmarkup = {{ unit = \"pips\", bid = \"1\", ask = \"1\" }}\nslow_client = \"close\"\n",
         kafka_table(prefix, PARTITIONS),
         instruments(&SYMBOLS)
@@ -91,11 +92,11 @@ fn slow_clients_are_conflated_or_closed_and_never_slow_the_others() {
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()
                         .as_millis();
+                    let (bid, ask) = (20_000 + i % 40_000, 20_004 + i % 40_000);
                     let v = format!(
-                        r#"{{"symbol":"{}","bid":"1.{:05}","ask":"1.{:05}","ts":{ts}}}"#,
+                        r#"{{"symbol":"{}","bid":"1.{bid:05}","ask":"1.{ask:05}","ts":{ts}{}}}"#,
                         SYMBOLS[s],
-                        20_000 + i % 40_000,
-                        20_004 + i % 40_000
+                        depth(bid, ask)
                     );
                     producer
                         .send(
@@ -155,6 +156,11 @@ fn slow_clients_are_conflated_or_closed_and_never_slow_the_others() {
         let retail = read_all(&broker, &format!("{prefix}.retail"), PARTITIONS);
         assert_eq!(vip.len(), total);
         assert_eq!(retail.len(), total);
+        // vip is size-tiered: every record carries its ladder.
+        assert!(
+            vip.iter()
+                .all(|r| r.json()["ladder"]["bands"].as_array().map(Vec::len) == Some(3))
+        );
 
         // The fast client: every record of both channels, in order, once.
         for (topic, records) in [("vip", &vip), ("retail", &retail)] {

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod reconcile;
 pub mod service;
 pub mod sse;
+pub mod tiers;
 pub mod ws;
 
 use std::collections::HashMap;
