@@ -266,3 +266,51 @@ fn a_price_absent_from_a_withholding_channel_counts_only_if_it_was_fresh_when_pr
     assert!(reports[0].missing.is_empty(), "{reports:?}");
     assert_eq!(reports[0].possibly_withheld, 1);
 }
+
+#[test]
+fn a_ladder_band_that_differs_from_its_rules_is_a_wrong_price() {
+    let tiered = r#"
+[channels.eur]
+symbols = ["EURUSD"]
+pricing = "vwap"
+tiers = [
+  { up_to = "1000000", markup = { unit = "pips", bid = "0.5", ask = "0.5" } },
+  { up_to = "2000000", markup = { unit = "pips", bid = "1", ask = "1" } },
+]
+"#;
+    let rules = rules(tiered);
+    let raw: Vec<RawRecord> = raw(12)
+        .into_iter()
+        .map(|mut r| {
+            // EURUSD records get a book: the top, and a second level one pip worse.
+            let text = String::from_utf8(r.value.clone()).unwrap();
+            if r.offset % 2 == 0 {
+                let field = |name: &str| {
+                    let start = text.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
+                    text[start..].split('"').next().unwrap().to_string()
+                };
+                let (bid, ask) = (field("bid"), field("ask"));
+                let book = format!(
+                    ",\"bids\":[[\"{bid}\",\"1000000\"]],\"asks\":[[\"{ask}\",\"1500000\"]]}}"
+                );
+                r.value = text.replacen('}', &book, 1).into_bytes();
+            }
+            r
+        })
+        .collect();
+    let mut outs = outputs(&rules, &raw);
+    let mut reports = check(&rules, vec![], &raw, &outs);
+    assert_eq!(findings(&reports), 0, "{reports:?}");
+    assert_eq!(rep(&mut reports, "r.eur").records, 6);
+    // The second band's bid is null (the bids hold 1M); a record that quotes it anyway, with
+    // the top-level bid and ask untouched, is named.
+    let eur = out(&mut outs, "r.eur");
+    let text = String::from_utf8(eur[3].value.clone()).unwrap();
+    assert!(text.contains("\"up_to\":\"2000000\",\"bid\":null"), "{text}");
+    eur[3].value = text
+        .replacen("\"bid\":null", "\"bid\":\"1.00000\"", 1)
+        .into_bytes();
+    reports = check(&rules, vec![], &raw, &outs);
+    assert_eq!(rep(&mut reports, "r.eur").wrong_price, vec![6]);
+    assert_eq!(findings(&reports), 1);
+}
