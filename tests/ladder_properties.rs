@@ -6,7 +6,7 @@
 
 use pricefeed::pricing::{
     Amount, Band, BandQuote, Book, Instrument, Ladder, LadderPricing, Level, PricingRule,
-    QuoteError, Tick, quote, quote_ladder,
+    QuoteError, Tick, quote, quote_ladder, quote_ladder_decimal,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -182,6 +182,10 @@ proptest! {
         let mut out: Vec<BandQuote> = Vec::new();
         quote_ladder(&ins, &ladder, mid, bid_book, ask_book, &mut out).unwrap();
         prop_assert_eq!(out.len(), ladder.bands.len());
+        // The integer engine and the Decimal reference agree exactly.
+        let mut reference_out: Vec<BandQuote> = Vec::new();
+        quote_ladder_decimal(&ins, &ladder, mid, bid_book, ask_book, &mut reference_out).unwrap();
+        prop_assert_eq!(&out, &reference_out);
         let tick = ins.tick.size();
         let (mut last_bid, mut last_ask) = (Some(top.bid), Some(top.ask));
         for (band, q) in ladder.bands.iter().zip(&out) {

@@ -306,7 +306,10 @@ tiers = [
     // the top-level bid and ask untouched, is named.
     let eur = out(&mut outs, "r.eur");
     let text = String::from_utf8(eur[3].value.clone()).unwrap();
-    assert!(text.contains("\"up_to\":\"2000000\",\"bid\":null"), "{text}");
+    assert!(
+        text.contains("\"up_to\":\"2000000\",\"bid\":null"),
+        "{text}"
+    );
     eur[3].value = text
         .replacen("\"bid\":null", "\"bid\":\"1.00000\"", 1)
         .into_bytes();

@@ -11,7 +11,7 @@ use simd_json::prelude::*;
 use simd_json::tape::{Tape, Value};
 use simd_json::{Buffers, ValueType};
 
-use super::depth::read_levels;
+use super::depth::levels;
 use super::numbers::number_text;
 use super::reject::Reject;
 use crate::pricing::decimal::MAX_PRICE;
@@ -104,9 +104,12 @@ impl Decoder {
             Ok(()) => read_fields(
                 payload,
                 tape.as_value(),
-                &mut self.symbol,
-                &mut self.id,
-                &mut self.source,
+                Texts {
+                    symbol: &mut self.symbol,
+                    id: &mut self.id,
+                    source: &mut self.source,
+                },
+                (&mut self.bids, &mut self.asks),
             ),
         };
         self.tape = Some(tape.reset());
@@ -115,8 +118,8 @@ impl Decoder {
         if !f.symbol {
             return Err(Reject::MissingField("symbol"));
         }
-        let (bid, bid_size) = side(payload, "bids", f.bids, f.bid, f.bid_size, &mut self.bids)?;
-        let (ask, ask_size) = side(payload, "asks", f.asks, f.ask, f.ask_size, &mut self.asks)?;
+        let (bid, bid_size) = side("bids", f.bids, f.bid, f.bid_size, &mut self.bids)?;
+        let (ask, ask_size) = side("asks", f.asks, f.ask, f.ask_size, &mut self.asks)?;
         if bid <= Decimal::ZERO {
             return Err(Reject::NonPositiveBid);
         }
@@ -141,11 +144,11 @@ impl Decoder {
     }
 }
 
-/// One side of the record: its top price and size, and its book in `levels`. With a depth
-/// ladder, the top price and size may be left out (they are its first level) but must match it
-/// when given; without one, a size makes a one-level book.
+/// One side of the record: its top price and size, and its book in `levels` (the depth ladder
+/// when the record had one, read with the other fields). With a depth ladder, the top price and
+/// size may be left out (they are its first level) but must match it when given; without one, a
+/// size makes a one-level book.
 fn side(
-    payload: &[u8],
     field: &'static str,
     has_levels: bool,
     top: Option<Decimal>,
@@ -157,9 +160,8 @@ fn side(
     } else {
         ("ask", "ask_size")
     };
-    levels.clear();
-    if has_levels {
-        read_levels(payload, field, levels)?;
+    if !has_levels {
+        levels.clear();
     }
     let Some(first) = levels.first().copied() else {
         let top = top.ok_or(Reject::MissingField(price_name))?;
@@ -189,15 +191,22 @@ fn side(
     Ok((first.price, Some(first.size)))
 }
 
+/// Where the string fields of a record are copied.
+struct Texts<'a> {
+    symbol: &'a mut String,
+    id: &'a mut String,
+    source: &'a mut String,
+}
+
 /// One pass over the object's members; unknown members are ignored, `null` means absent, and a
 /// repeated member overrides the earlier one.
 fn read_fields(
     payload: &[u8],
     value: Value<'_, '_>,
-    symbol: &mut String,
-    id: &mut String,
-    source: &mut String,
+    text: Texts<'_>,
+    (bids, asks): (&mut Vec<Level>, &mut Vec<Level>),
 ) -> Result<Fields, Reject> {
+    let Texts { symbol, id, source } = text;
     let obj = value.as_object().ok_or(Reject::NotAnObject)?;
     let mut f = Fields::default();
     for (key, v) in obj.iter() {
@@ -221,8 +230,8 @@ fn read_fields(
             "ts" => f.ts = Some(timestamp(&v)?),
             "bid_size" => f.bid_size = Some(size_field(payload, "bid_size", &v)?),
             "ask_size" => f.ask_size = Some(size_field(payload, "ask_size", &v)?),
-            "bids" => f.bids = true,
-            "asks" => f.asks = true,
+            "bids" => f.bids = levels(payload, "bids", Some(&v), bids).map(|()| true)?,
+            "asks" => f.asks = levels(payload, "asks", Some(&v), asks).map(|()| true)?,
             "id" => f.id = copy_text(id, "id", &v)?,
             "source" => f.source = copy_text(source, "source", &v)?,
             _ => {}

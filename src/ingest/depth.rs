@@ -4,6 +4,9 @@
 
 use rust_decimal::Decimal;
 
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+
 use super::decode::parse_decimal;
 use super::numbers::{Scanner, value_text};
 use super::reject::Reject;
@@ -21,14 +24,56 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Reject {
     }
 }
 
-/// Reads the levels of the top-level member `field` of `payload` into `out` (cleared first) and
-/// checks them: prices positive and at most 10^12, sizes positive and at most 10^15, prices
-/// strictly worse from level to level (falling for bids, rising for asks).
-pub(super) fn read_levels(
+/// The levels of `field` into `out` (cleared first), checked: prices positive and at most
+/// 10^12, sizes positive and at most 10^15, prices strictly worse from level to level (falling
+/// for bids, rising for asks). Levels of decimal strings are read from the parse tape; any
+/// other shape (numbers, or a mistake to report) from the payload's text.
+pub(super) fn levels(
     payload: &[u8],
     field: &'static str,
+    value: Option<&Value<'_, '_>>,
     out: &mut Vec<Level>,
 ) -> Result<(), Reject> {
+    if !value.is_some_and(|v| from_tape(v, out)) {
+        read_levels(payload, field, out)?;
+    }
+    for (i, level) in out.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|j| &out[j]);
+        check_level(field, i, level.price, level.size, previous)?;
+    }
+    Ok(())
+}
+
+/// Levels whose prices and sizes are all decimal strings, from the tape; false for anything
+/// else (the text path reads it, or names what is wrong).
+fn from_tape(value: &Value<'_, '_>, out: &mut Vec<Level>) -> bool {
+    out.clear();
+    let Some(items) = value.as_array() else {
+        return false;
+    };
+    if items.len() > MAX_LEVELS {
+        return false;
+    }
+    for item in items.iter() {
+        let Some(pair) = item.as_array() else {
+            return false;
+        };
+        let mut it = pair.iter();
+        let (Some(p), Some(s), None) = (it.next(), it.next(), it.next()) else {
+            return false;
+        };
+        let decimal = |v: Value<'_, '_>| v.as_str().and_then(parse_decimal);
+        let (Some(price), Some(size)) = (decimal(p), decimal(s)) else {
+            return false;
+        };
+        out.push(Level { price, size });
+    }
+    true
+}
+
+/// Reads the levels of the top-level member `field` of `payload` into `out` (cleared first)
+/// from its text.
+fn read_levels(payload: &[u8], field: &'static str, out: &mut Vec<Level>) -> Result<(), Reject> {
     out.clear();
     let text = value_text(payload, field).ok_or_else(|| invalid(field, "not found"))?;
     let mut s = Scanner::new(text);
@@ -62,7 +107,6 @@ pub(super) fn read_levels(
                 format!("level {i}: expected [price, size], found more"),
             ));
         }
-        check_level(field, i, price, size, out.last())?;
         out.push(Level { price, size });
         s.ws();
         if s.eat(b']') {
@@ -147,9 +191,19 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn levels(json: &str, field: &'static str) -> Result<Vec<(String, String)>, Reject> {
+    fn parsed(json: &str, field: &'static str) -> Result<Vec<(String, String)>, Reject> {
         let mut out = Vec::new();
-        read_levels(json.as_bytes(), field, &mut out)?;
+        super::levels(json.as_bytes(), field, None, &mut out)?;
+        // The tape gives the same levels when they are all strings.
+        let mut bytes = json.as_bytes().to_vec();
+        if let Ok(tape) = simd_json::to_tape(&mut bytes) {
+            let obj = tape.as_value();
+            let v = obj.as_object().and_then(|o| o.get(field));
+            let mut from = Vec::new();
+            if v.is_some_and(|v| from_tape(&v, &mut from)) {
+                assert_eq!(from, out, "{json}");
+            }
+        }
         Ok(out
             .iter()
             .map(|l| (l.price.to_string(), l.size.to_string()))
@@ -160,7 +214,7 @@ mod tests {
     fn reads_strings_and_numbers_exactly() {
         let j = r#"{"bids":[["1.08412","1000000"], [1.0841, 2.5e6] ,[ 1.08405 , "500000.5" ]]}"#;
         assert_eq!(
-            levels(j, "bids").unwrap(),
+            parsed(j, "bids").unwrap(),
             vec![
                 ("1.08412".into(), "1000000".into()),
                 (
@@ -170,7 +224,7 @@ mod tests {
                 ("1.08405".into(), "500000.5".into()),
             ]
         );
-        assert_eq!(levels(r#"{"asks":[]}"#, "asks").unwrap(), vec![]);
+        assert_eq!(parsed(r#"{"asks":[]}"#, "asks").unwrap(), vec![]);
     }
 
     #[test]
@@ -191,15 +245,15 @@ mod tests {
             (r#"{"bids":[["1","5"],["1.1","5"]]}"#, "must fall"),
         ];
         for (json, expected) in cases {
-            let e = levels(json, "bids").unwrap_err();
+            let e = parsed(json, "bids").unwrap_err();
             assert!(e.to_string().contains(expected), "{json}: {e}");
         }
-        let e = levels(r#"{"asks":[["1.1","5"],["1.0","5"]]}"#, "asks").unwrap_err();
+        let e = parsed(r#"{"asks":[["1.1","5"],["1.0","5"]]}"#, "asks").unwrap_err();
         assert!(e.to_string().contains("asks prices must rise"), "{e}");
         let many: Vec<String> = (0..51)
             .map(|i| format!("[\"{}\",\"1\"]", 100 - i))
             .collect();
-        let e = levels(&format!("{{\"bids\":[{}]}}", many.join(",")), "bids").unwrap_err();
+        let e = parsed(&format!("{{\"bids\":[{}]}}", many.join(",")), "bids").unwrap_err();
         assert!(e.to_string().contains("more than 50 levels"), "{e}");
     }
 }

@@ -73,40 +73,66 @@ pub fn source_price(
     size: Decimal,
     pricing: LadderPricing,
 ) -> Result<Option<SourcePrice>, QuoteError> {
-    let levels = match book {
-        Book::Top(price) => return Ok(Some(SourcePrice::Exact(price))),
-        Book::Levels(levels) => levels,
-    };
-    let overflow = || QuoteError::Overflow;
-    let mut remaining = size;
-    let mut notional = Decimal::ZERO;
-    for level in levels {
-        let take = if cmp(level.size, remaining).is_lt() {
-            level.size
-        } else {
-            remaining
-        };
-        remaining = remaining.checked_sub(take).ok_or_else(overflow)?;
-        if remaining.is_zero() {
-            return match pricing {
-                LadderPricing::FullAmount => Ok(Some(SourcePrice::Exact(level.price))),
-                LadderPricing::Vwap => {
-                    notional = take
-                        .checked_mul(level.price)
-                        .and_then(|n| notional.checked_add(n))
-                        .ok_or_else(overflow)?;
-                    average(notional, size).map(Some)
-                }
-            };
-        }
-        if pricing == LadderPricing::Vwap {
-            notional = take
-                .checked_mul(level.price)
-                .and_then(|n| notional.checked_add(n))
-                .ok_or_else(overflow)?;
+    SideWalk::new(book, pricing).price_for(size)
+}
+
+/// A walk down one side of the book for ascending sizes: each level is taken in once, however
+/// many bands there are (a ladder asks for its bands' sizes in order).
+pub struct SideWalk<'a> {
+    book: Book<'a>,
+    pricing: LadderPricing,
+    /// Levels wholly taken by the sizes asked so far.
+    next: usize,
+    /// Their total size and `Σ price × size`.
+    filled: Decimal,
+    notional: Decimal,
+}
+
+impl<'a> SideWalk<'a> {
+    pub fn new(book: Book<'a>, pricing: LadderPricing) -> Self {
+        SideWalk {
+            book,
+            pricing,
+            next: 0,
+            filled: Decimal::ZERO,
+            notional: Decimal::ZERO,
         }
     }
-    Ok(None)
+
+    /// The source price for `size`; sizes must not decrease from call to call.
+    pub fn price_for(&mut self, size: Decimal) -> Result<Option<SourcePrice>, QuoteError> {
+        let levels = match self.book {
+            Book::Top(price) => return Ok(Some(SourcePrice::Exact(price))),
+            Book::Levels(levels) => levels,
+        };
+        let overflow = || QuoteError::Overflow;
+        let vwap = self.pricing == LadderPricing::Vwap;
+        while let Some(level) = levels.get(self.next) {
+            let after = self.filled.checked_add(level.size).ok_or_else(overflow)?;
+            if cmp(after, size).is_ge() {
+                // This level completes `size` (and possibly more).
+                if !vwap {
+                    return Ok(Some(SourcePrice::Exact(level.price)));
+                }
+                let take = size.checked_sub(self.filled).ok_or_else(overflow)?;
+                let notional = take
+                    .checked_mul(level.price)
+                    .and_then(|n| self.notional.checked_add(n))
+                    .ok_or_else(overflow)?;
+                return average(notional, size).map(Some);
+            }
+            if vwap {
+                self.notional = level
+                    .size
+                    .checked_mul(level.price)
+                    .and_then(|n| self.notional.checked_add(n))
+                    .ok_or_else(overflow)?;
+            }
+            self.filled = after;
+            self.next += 1;
+        }
+        Ok(None)
+    }
 }
 
 /// `notional / size`, as a decimal when the division is exact, else as the fraction.

@@ -23,7 +23,7 @@
 use rust_decimal::Decimal;
 
 use super::decimal::{cmp, max, min};
-use super::depth::{Book, LadderPricing, SourcePrice, floor_div, source_price};
+use super::depth::{Book, LadderPricing, SideWalk, SourcePrice, floor_div};
 use super::instrument::Instrument;
 use super::margin::QuoteError;
 use super::markup::PricingRule;
@@ -55,7 +55,26 @@ pub struct BandQuote {
 const HALF: Decimal = Decimal::from_parts(5, 0, 0, false, 1);
 
 /// Prices every band of `ladder` into `out` (cleared first). `mid` is the top-of-book mid.
+///
+/// Runs on integers at common decimal scales when every value fits (the usual case, several
+/// times cheaper), else in `Decimal` ([`quote_ladder_decimal`]); both give identical results
+/// (property-tested).
 pub fn quote_ladder(
+    instrument: &Instrument,
+    ladder: &Ladder,
+    mid: Decimal,
+    bids: Book<'_>,
+    asks: Book<'_>,
+    out: &mut Vec<BandQuote>,
+) -> Result<(), QuoteError> {
+    match super::ladder_fixed::quote_ladder(instrument, ladder, mid, bids, asks, out) {
+        Some(result) => result,
+        None => quote_ladder_decimal(instrument, ladder, mid, bids, asks, out),
+    }
+}
+
+/// [`quote_ladder`] in `Decimal` arithmetic throughout: the reference implementation.
+pub fn quote_ladder_decimal(
     instrument: &Instrument,
     ladder: &Ladder,
     mid: Decimal,
@@ -66,6 +85,8 @@ pub fn quote_ladder(
     out.clear();
     let overflow = || QuoteError::Overflow;
     let tick = instrument.tick.size();
+    let mut bid_walk = SideWalk::new(bids, ladder.pricing);
+    let mut ask_walk = SideWalk::new(asks, ladder.pricing);
     for band in &ladder.bands {
         let rule = &band.rule;
         let markup_bid = rule.bid.resolve(mid).ok_or_else(overflow)?;
@@ -74,11 +95,11 @@ pub fn quote_ladder(
         let half = min_spread.checked_mul(HALF).ok_or_else(overflow)?;
         let bid_floor = mid.checked_sub(half).ok_or_else(overflow)?;
         let ask_floor = mid.checked_add(half).ok_or_else(overflow)?;
-        let bid = match source_price(bids, band.up_to, ladder.pricing)? {
+        let bid = match bid_walk.price_for(band.up_to)? {
             Some(src) => bid_side(instrument, src, markup_bid, bid_floor)?,
             None => None,
         };
-        let ask = match source_price(asks, band.up_to, ladder.pricing)? {
+        let ask = match ask_walk.price_for(band.up_to)? {
             Some(src) => Some(ask_side(instrument, src, markup_ask, ask_floor)?),
             None => None,
         };

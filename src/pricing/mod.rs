@@ -8,11 +8,12 @@ pub mod decimal;
 pub mod depth;
 pub mod instrument;
 pub mod ladder;
+mod ladder_fixed;
 pub mod margin;
 pub mod markup;
 
 pub use depth::{Book, LadderPricing, Level, SourcePrice, source_price};
 pub use instrument::{Instrument, Tick};
-pub use ladder::{Band, BandQuote, Ladder, quote_ladder};
+pub use ladder::{Band, BandQuote, Ladder, quote_ladder, quote_ladder_decimal};
 pub use margin::{Quote, QuoteError, midpoint, quote, quote_at_mid, quote_at_mid_decimal};
 pub use markup::{Amount, Markup, PricingRule, Unit};

@@ -6,6 +6,9 @@
 //   // or several edge nodes: it moves to the next when one fails, and resumes there
 //   const s = SubSocket.byTopics(["wss://edge-a.example", "wss://edge-b.example"], ["vip"], { token });
 //   s.on("price", (m) => console.log(m.topic, m.data.symbol, m.data.bid, m.data.ask));
+//   // a size-tiered channel's prices also carry their ladder, one bid and ask per size band
+//   // (null: the book is too thin for that size):
+//   //   m.data.ladder = { pricing: "vwap", bands: [{ up_to: "1000000", bid: "1.08402", ask: "1.08421" }, …] }
 //
 // It keeps, per topic and partition, the last seqNo it took in (a Kafka offset), and on every
 // reconnect resumes from there in the setup itself, so a dropped connection costs no price and

@@ -16,7 +16,7 @@ use crate::config::Rules;
 use crate::kafka::{self, KafkaSettings};
 use crate::telemetry;
 
-pub use walk::{SimRecord, Walk};
+pub use walk::{SimRecord, Walk, lot};
 
 /// What the simulator sends.
 #[derive(Clone, Debug)]

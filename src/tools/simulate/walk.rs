@@ -31,7 +31,7 @@ fn reference_mid(symbol: &str) -> &'static str {
 
 /// A typical trade size of the instrument (FX in units of the base currency, gold in ounces,
 /// bitcoin in coins, shares, contracts): the size of one depth level is 1 to 4 of these.
-fn lot(symbol: &str) -> i64 {
+pub fn lot(symbol: &str) -> i64 {
     match symbol {
         "XAUUSD" => 100,
         "BTCUSD" | "ETHUSD" => 1,
