@@ -51,6 +51,7 @@ impl RawPrice<'_> {
     }
 }
 
+#[inline]
 fn book(levels: &[Level], top: Decimal) -> Book<'_> {
     if levels.is_empty() {
         Book::Top(top)
@@ -148,6 +149,7 @@ impl Decoder {
 /// when the record had one, read with the other fields). With a depth ladder, the top price and
 /// size may be left out (they are its first level) but must match it when given; without one, a
 /// size makes a one-level book.
+#[inline]
 fn side(
     field: &'static str,
     has_levels: bool,
@@ -162,6 +164,10 @@ fn side(
     };
     if !has_levels {
         levels.clear();
+        if top_size.is_none() {
+            // The common case: no sizes at all.
+            return Ok((top.ok_or(Reject::MissingField(price_name))?, None));
+        }
     }
     let Some(first) = levels.first().copied() else {
         let top = top.ok_or(Reject::MissingField(price_name))?;

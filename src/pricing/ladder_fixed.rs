@@ -3,6 +3,10 @@
 //! arithmetic, and exact (every input is brought to the scales without rounding; a VWAP is a
 //! fraction `notional / size` throughout). When a value does not fit, the caller prices in
 //! `Decimal` (`ladder::quote_ladder_decimal`); both give identical results (property-tested).
+//!
+//! Every input is kept below 2^60 at its scale ([`at`]), so a product of two is below 2^120, a
+//! sum of up to 50 such products below 2^126, and the formula cannot overflow an `i128`: it uses
+//! plain arithmetic, not checked calls (which are library calls for `i128`).
 
 use rust_decimal::Decimal;
 
@@ -12,8 +16,7 @@ use super::ladder::{BandQuote, Ladder};
 use super::margin::QuoteError;
 use super::markup::Amount;
 
-/// Scales up to these keep every product below 2^127 for prices up to 10^12 and sizes up to
-/// 10^15 (checked anyway: an overflow falls back to `Decimal`).
+/// Beyond these scales the inputs would rarely fit below 2^60: price in `Decimal` at once.
 const MAX_PRICE_SCALE: u32 = 14;
 const MAX_SIZE_SCALE: u32 = 6;
 
@@ -31,11 +34,19 @@ fn pow10(n: u32) -> Option<i128> {
     POW10.get(n as usize).copied()
 }
 
-/// `d` as an integer at `scale` (>= its own), or `None`.
+const LIMIT: u128 = 1 << 60;
+
+/// `d` as an integer at `scale` (>= its own), or `None` when that is 2^60 or more.
 #[inline]
 fn at(d: Decimal, scale: u32) -> Option<i128> {
-    d.mantissa()
-        .checked_mul(pow10(scale.checked_sub(d.scale())?)?)
+    let m = d.mantissa();
+    let e = scale.checked_sub(d.scale())?;
+    if m.unsigned_abs() >= LIMIT || e > 18 {
+        return None;
+    }
+    // Below 2^60 × 10^18 < 2^120: no overflow.
+    let v = m * pow10(e)?;
+    (v.unsigned_abs() < LIMIT).then_some(v)
 }
 
 /// One side of the book at the common scales, walked once for ascending band sizes.
@@ -72,23 +83,22 @@ impl<'a> Side<'a> {
         vwap: bool,
     ) -> Option<Option<(i128, i128)>> {
         let Some(levels) = self.levels else {
-            return Some(Some((self.top.checked_mul(one)?, one)));
+            return Some(Some((self.top * one, one)));
         };
         let (ps, zs) = scales;
         while let Some(level) = levels.get(self.next) {
             let price = at(level.price, ps)?;
-            let after = self.filled.checked_add(at(level.size, zs)?)?;
+            let level_size = at(level.size, zs)?;
+            let after = self.filled + level_size;
             if after >= size {
                 if !vwap {
-                    return Some(Some((price.checked_mul(one)?, one)));
+                    return Some(Some((price * one, one)));
                 }
                 let take = size - self.filled;
-                let num = self.notional.checked_add(take.checked_mul(price)?)?;
-                return Some(Some((num, size)));
+                return Some(Some((self.notional + take * price, size)));
             }
             if vwap {
-                let all = after - self.filled;
-                self.notional = self.notional.checked_add(all.checked_mul(price)?)?;
+                self.notional += level_size * price;
             }
             self.filled = after;
             self.next += 1;
@@ -97,9 +107,14 @@ impl<'a> Side<'a> {
     }
 }
 
-/// `floor(a / b)` for `b > 0`.
+/// `floor(a / b)` for `b > 0`; a hardware division when both fit 64 bits (an `i128` division
+/// is a library call several times slower).
+#[inline]
 fn floor_div(a: i128, b: i128) -> i128 {
-    a.div_euclid(b)
+    match (i64::try_from(a), i64::try_from(b)) {
+        (Ok(a), Ok(b)) => i128::from(a.div_euclid(b)),
+        _ => a.div_euclid(b),
+    }
 }
 
 /// [`super::ladder::quote_ladder`] in integers; `None` when a value does not fit.
@@ -148,9 +163,11 @@ pub(super) fn quote_ladder(
     let one = pow10(zs)?;
     let tick_i = at(tick, ps)?;
     let mid_i = at(mid, ps)?;
-    let tick_mantissa = tick.mantissa();
+    let tick_mantissa = i64::try_from(tick.mantissa()).ok()?;
+    // q ticks as a price at the tick's own scale (a hardware multiplication, checked).
     let price = |q: i128| {
-        Decimal::try_from_i128_with_scale(q.checked_mul(tick_mantissa)?, tick.scale()).ok()
+        let units = i64::try_from(q).ok()?.checked_mul(tick_mantissa)?;
+        Some(Decimal::new(units, tick.scale()))
     };
     let vwap = ladder.pricing == LadderPricing::Vwap;
     let mut bid_side = Side::new(bids, ps)?;
@@ -170,10 +187,10 @@ pub(super) fn quote_ladder(
             None => None,
             Some((num, den)) => {
                 // floor_tick(min(num/den - mb, mid - half))
-                let x = num.checked_sub(mb.checked_mul(den)?)?;
+                let x = num - mb * den;
                 let limit = mid_i - half;
-                let q = if x <= limit.checked_mul(den)? {
-                    floor_div(x, den.checked_mul(tick_i)?)
+                let q = if x <= limit * den {
+                    floor_div(x, den * tick_i)
                 } else {
                     floor_div(limit, tick_i)
                 };
@@ -184,10 +201,10 @@ pub(super) fn quote_ladder(
             None => None,
             Some((num, den)) => {
                 // ceil_tick(max(num/den + ma, mid + half))
-                let c = num.checked_add(ma.checked_mul(den)?)?;
+                let c = num + ma * den;
                 let limit = mid_i + half;
-                let q = if c >= limit.checked_mul(den)? {
-                    -floor_div(-c, den.checked_mul(tick_i)?)
+                let q = if c >= limit * den {
+                    -floor_div(-c, den * tick_i)
                 } else {
                     -floor_div(-limit, tick_i)
                 };

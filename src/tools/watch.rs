@@ -42,7 +42,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One line per price: channel, symbol, bid/ask, stale flag, seqNo and latency.
+/// One line per price: channel, symbol, bid/ask, stale flag, seqNo and latency; on a
+/// size-tiered channel the ladder follows, `≤size bid/ask` per band (`-` for a side not quoted).
 fn line(kind: &str, topic: &str, p: &Value) -> String {
     let d = &p["data"];
     let latency = d["ts"]
@@ -56,6 +57,25 @@ fn line(kind: &str, topic: &str, p: &Value) -> String {
         d["ask"].as_str().unwrap_or("?"),
         p["messageId"].as_str().unwrap_or("?"),
         if d["stale"] == true { "  STALE" } else { "" }
+    ) + &ladder(&d["ladder"])
+}
+
+fn ladder(l: &Value) -> String {
+    let Some(bands) = l["bands"].as_array() else {
+        return String::new();
+    };
+    let side = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let parts: Vec<String> = bands
+        .iter()
+        .map(|b| {
+            let up_to = b["up_to"].as_str().unwrap_or("?");
+            format!("≤{up_to} {}/{}", side(&b["bid"]), side(&b["ask"]))
+        })
+        .collect();
+    format!(
+        "  [{}: {}]",
+        l["pricing"].as_str().unwrap_or("?"),
+        parts.join(", ")
     )
 }
 
@@ -241,4 +261,28 @@ async fn session(
     }
     let _ = ws.close(None).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiered_price_prints_its_ladder_after_the_quote() {
+        let p: Value = serde_json::from_str(
+            r#"{"messageId":"0-7","data":{"symbol":"EURUSD","bid":"1.08408","ask":"1.08415","ts":1,
+               "ladder":{"pricing":"vwap","bands":[{"up_to":"1000000","bid":"1.08408","ask":"1.08417"},
+               {"up_to":"6000000","bid":null,"ask":"1.08428"}]}}}"#,
+        )
+        .unwrap();
+        let l = line("message", "pro", &p);
+        assert!(l.contains("1.08408 / 1.08415"), "{l}");
+        assert!(
+            l.ends_with("[vwap: ≤1000000 1.08408/1.08417, ≤6000000 -/1.08428]"),
+            "{l}"
+        );
+        let plain: Value =
+            serde_json::from_str(r#"{"data":{"symbol":"X","bid":"1","ask":"2"}}"#).unwrap();
+        assert!(!line("message", "vip", &plain).contains('['));
+    }
 }

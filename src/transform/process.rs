@@ -88,43 +88,47 @@ impl Processor {
                 emit(index, ChannelOutput::WithheldStale);
                 continue;
             }
-            let priced = mid.and_then(|mid| {
-                let q = quote_at_mid(instrument, rule, raw.bid, raw.ask, mid)?;
-                let ladder = match &channel.ladders[instrument_index] {
-                    Some(ladder) => {
-                        let (bids, asks) = (raw.bid_book(), raw.ask_book());
-                        quote_ladder(instrument, ladder, mid, bids, asks, &mut self.bands)?;
-                        Some(LadderOut {
-                            pricing: ladder.pricing,
-                            bands: &self.bands,
-                        })
-                    }
-                    None => None,
-                };
-                Ok((q, ladder))
-            });
-            match priced {
-                Ok((q, ladder)) => {
-                    encode_quote(
-                        &mut self.value,
-                        instrument,
-                        &q,
-                        ts,
-                        stale,
-                        ladder,
-                        &self.tail,
-                    );
-                    emit(
-                        index,
-                        ChannelOutput::Publish {
-                            key: instrument.symbol.as_bytes(),
-                            value: &self.value,
-                            stale,
-                        },
-                    );
+            let q = match mid.and_then(|mid| quote_at_mid(instrument, rule, raw.bid, raw.ask, mid))
+            {
+                Ok(q) => q,
+                Err(e) => {
+                    emit(index, ChannelOutput::Unquotable(e));
+                    continue;
                 }
-                Err(e) => emit(index, ChannelOutput::Unquotable(e)),
-            }
+            };
+            let ladder = match (&channel.ladders[instrument_index], mid) {
+                (Some(ladder), Ok(mid)) => {
+                    let (bids, asks) = (raw.bid_book(), raw.ask_book());
+                    if let Err(e) =
+                        quote_ladder(instrument, ladder, mid, bids, asks, &mut self.bands)
+                    {
+                        emit(index, ChannelOutput::Unquotable(e));
+                        continue;
+                    }
+                    Some(LadderOut {
+                        pricing: ladder.pricing,
+                        bands: &self.bands,
+                    })
+                }
+                _ => None,
+            };
+            encode_quote(
+                &mut self.value,
+                instrument,
+                &q,
+                ts,
+                stale,
+                ladder,
+                &self.tail,
+            );
+            emit(
+                index,
+                ChannelOutput::Publish {
+                    key: instrument.symbol.as_bytes(),
+                    value: &self.value,
+                    stale,
+                },
+            );
         }
         Ok(ts)
     }
