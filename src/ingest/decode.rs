@@ -13,6 +13,7 @@ use simd_json::{Buffers, ValueType};
 
 use super::depth::levels;
 use super::numbers::number_text;
+pub use super::numbers::parse_decimal;
 use super::reject::Reject;
 use crate::pricing::decimal::MAX_PRICE;
 use crate::pricing::{Book, Level};
@@ -307,60 +308,4 @@ fn copy_text(slot: &mut String, name: &'static str, value: &Value<'_, '_>) -> Re
     slot.clear();
     slot.push_str(s);
     Ok(true)
-}
-
-/// Strict JSON-number grammar (`-?digits[.digits][e[+-]digits]`), parsed exactly. Plain
-/// numbers of up to 18 digits (every realistic price) take a single pass; longer ones and
-/// exponents go through `rust_decimal`'s exact parsers.
-pub fn parse_decimal(text: &str) -> Option<Decimal> {
-    let b = text.as_bytes();
-    let negative = b.first() == Some(&b'-');
-    let mut i = usize::from(negative);
-    let mut mantissa: u64 = 0;
-    let mut digits = 0u32;
-    let mut scale = 0u32;
-    let int_start = i;
-    while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-        digits += 1;
-        i += 1;
-    }
-    if i == int_start {
-        return None;
-    }
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let frac_start = i;
-        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-            digits += 1;
-            scale += 1;
-            i += 1;
-        }
-        if i == frac_start {
-            return None;
-        }
-    }
-    if i == b.len() && digits <= 18 {
-        let m = mantissa as i64;
-        return Some(Decimal::new(if negative { -m } else { m }, scale));
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exp_start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == exp_start || i != b.len() {
-            return None;
-        }
-        return Decimal::from_scientific(text).ok();
-    }
-    if i != b.len() {
-        return None;
-    }
-    Decimal::from_str_exact(text).ok()
 }

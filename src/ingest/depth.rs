@@ -7,8 +7,7 @@ use rust_decimal::Decimal;
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 
-use super::decode::parse_decimal;
-use super::numbers::{Scanner, value_text};
+use super::numbers::{Scanner, parse_decimal, value_text};
 use super::reject::Reject;
 use crate::pricing::Level;
 use crate::pricing::decimal::MAX_PRICE;

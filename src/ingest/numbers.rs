@@ -1,8 +1,11 @@
-//! Finds the source text of a JSON number (or any value) so it can be parsed as an exact decimal.
+//! Finds the source text of a JSON number (or any value) so it can be parsed as an exact decimal,
+//! and parses it.
 //!
 //! simd-json turns non-integer numbers into `f64`, which cannot hold most decimal prices
 //! exactly. When a price arrives as a bare JSON number we go back to the original bytes and take
 //! the number's text instead. The input has already been validated as JSON by simd-json.
+
+use rust_decimal::Decimal;
 
 /// Text of the number value of the top-level `key`, or `None` when there is none.
 /// With duplicate keys the last one wins, as in simd-json.
@@ -48,6 +51,62 @@ pub(super) fn value_text<'a>(json: &'a [u8], key: &str) -> Option<&'a [u8]> {
             return if s.eat(b'}') { found } else { None };
         }
     }
+}
+
+/// Strict JSON-number grammar (`-?digits[.digits][e[+-]digits]`), parsed exactly. Plain
+/// numbers of up to 18 digits (every realistic price) take a single pass; longer ones and
+/// exponents go through `rust_decimal`'s exact parsers.
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    let b = text.as_bytes();
+    let negative = b.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let mut scale = 0u32;
+    let int_start = i;
+    while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        digits += 1;
+        i += 1;
+    }
+    if i == int_start {
+        return None;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            digits += 1;
+            scale += 1;
+            i += 1;
+        }
+        if i == frac_start {
+            return None;
+        }
+    }
+    if i == b.len() && digits <= 18 {
+        let m = mantissa as i64;
+        return Some(Decimal::new(if negative { -m } else { m }, scale));
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == exp_start || i != b.len() {
+            return None;
+        }
+        return Decimal::from_scientific(text).ok();
+    }
+    if i != b.len() {
+        return None;
+    }
+    Decimal::from_str_exact(text).ok()
 }
 
 pub(super) struct Scanner<'a> {

@@ -22,35 +22,11 @@
 
 use rust_decimal::Decimal;
 
+use super::band::{BandQuote, Ladder};
 use super::decimal::{cmp, max, min};
-use super::depth::{Book, LadderPricing, SideWalk, SourcePrice, floor_div};
+use super::depth::{Book, SideWalk, SourcePrice, floor_div};
 use super::instrument::Instrument;
 use super::margin::QuoteError;
-use super::markup::PricingRule;
-
-/// One size band: trades up to `up_to` (in units of the instrument) are priced with `rule`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Band {
-    pub up_to: Decimal,
-    pub rule: PricingRule,
-}
-
-/// An instrument's ladder on a channel: bands with ascending sizes, none tighter than the one
-/// before it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Ladder {
-    pub pricing: LadderPricing,
-    pub bands: Vec<Band>,
-}
-
-/// One band of a published ladder; a side is `None` when it is not quoted (the book is too thin
-/// to fill the band, or the marked-up bid would not be positive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BandQuote {
-    pub up_to: Decimal,
-    pub bid: Option<Decimal>,
-    pub ask: Option<Decimal>,
-}
 
 const HALF: Decimal = Decimal::from_parts(5, 0, 0, false, 1);
 

@@ -10,9 +10,9 @@
 
 use rust_decimal::Decimal;
 
+use super::band::{BandQuote, Ladder};
 use super::depth::{Book, LadderPricing, Level};
 use super::instrument::Instrument;
-use super::ladder::{BandQuote, Ladder};
 use super::margin::QuoteError;
 use super::markup::Amount;
 
