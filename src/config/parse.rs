@@ -247,16 +247,7 @@ fn positive_decimal(
         }
         return None;
     };
-    let d = w.decimal(&path, v)?;
-    if d <= Decimal::ZERO {
-        w.error(path, format!("must be positive, found {d}"));
-        None
-    } else if d > MAX_PRICE {
-        w.error(path, format!("{d} is larger than the maximum {MAX_PRICE}"));
-        None
-    } else {
-        Some(d)
-    }
+    w.positive_decimal(&path, v, MAX_PRICE)
 }
 
 impl Rules {

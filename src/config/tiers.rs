@@ -73,7 +73,7 @@ pub(super) fn parse_tiers(
                 w.error(join(&bp, "up_to"), "missing: the band's largest size");
                 None
             }
-            Some(v) => size(w, &join(&bp, "up_to"), v),
+            Some(v) => w.positive_decimal(&join(&bp, "up_to"), v, MAX_SIZE),
         };
         let markup = match t.get("markup") {
             None => {
@@ -91,19 +91,6 @@ pub(super) fn parse_tiers(
         bands.push((up_to, markup));
     }
     (w.errors.len() == before && bands.len() == items.len()).then_some(TierSpec(bands))
-}
-
-fn size(w: &mut Walker, path: &str, value: &Value) -> Option<Decimal> {
-    let d = w.decimal(path, value)?;
-    if d <= Decimal::ZERO {
-        w.error(path, format!("must be positive, found {d}"));
-        None
-    } else if d > MAX_SIZE {
-        w.error(path, format!("{d} is larger than the maximum {MAX_SIZE}"));
-        None
-    } else {
-        Some(d)
-    }
 }
 
 /// Band `bp` against the band `j` before it (of ladder `path`).

@@ -155,6 +155,20 @@ impl Walker {
         }
     }
 
+    /// A decimal in `(0, max]`.
+    pub fn positive_decimal(&mut self, path: &str, value: &Value, max: Decimal) -> Option<Decimal> {
+        let d = self.decimal(path, value)?;
+        if d <= Decimal::ZERO {
+            self.error(path, format!("must be positive, found {d}"));
+            None
+        } else if d > max {
+            self.error(path, format!("{d} is larger than the maximum {max}"));
+            None
+        } else {
+            Some(d)
+        }
+    }
+
     pub fn string_list<'a>(&mut self, path: &str, value: &'a Value) -> Option<Vec<&'a str>> {
         let Value::Array(items) = value else {
             self.error(
