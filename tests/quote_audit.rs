@@ -4,14 +4,20 @@
 //! channel's quotes of the symbol in the window (and only those, read through the time index,
 //! not the topic), the raw record each came from, the rules version in its header with that
 //! version's markup, the quote repriced from the raw record, and the quote in force at the time.
+//! On a size-tiered channel the answer lists the bands, and a quote whose ladder differs from
+//! what its rules make of the raw record is not reproduced.
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
+use common::tiers::{TIERS, depth};
 use common::*;
 use pricefeed::config::Rules;
+use rdkafka::config::FromClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
 const API_KEY: &str = "audit-backend:k3y-0123456789abcdef";
@@ -249,4 +255,87 @@ fn audit_answers_match_the_records_before_during_and_after_a_rules_reload() {
         &[("X-Api-Key", "k3y-0123456789abcdef")],
     );
     assert_eq!(status, 404);
+}
+
+#[test]
+fn a_tiered_quote_is_audited_with_its_bands_and_a_changed_band_is_not_reproduced() {
+    let broker = Broker::start();
+    let prefix = unique_prefix("audit-tiers");
+    let text = format!(
+        "{}\n{}[channels.vip]\n{TIERS}",
+        kafka_table(&prefix, 1),
+        instruments(&["EURUSD"])
+    );
+    let (dir, path) = write_config(&text);
+    let (raw_topic, vip_topic) = (format!("{prefix}.raw"), format!("{prefix}.vip"));
+    create_topic(&broker, &raw_topic, 1);
+    let worker = spawn_pricefeed(&broker, &path, &["transform"], dir.path());
+    wait_ready(&worker, Duration::from_secs(60));
+    let prices: Vec<String> = (0..3)
+        .map(|i| {
+            let (bid, ask) = (10_000 + i, 10_012 + i);
+            format!(
+                r#"{{"symbol":"EURUSD","bid":"1.{bid:05}","ask":"1.{ask:05}"{}}}"#,
+                depth(bid, ask)
+            )
+        })
+        .collect();
+    let batch: Vec<(i32, Option<&str>, &str)> = prices
+        .iter()
+        .map(|v| (0, Some("EURUSD"), v.as_str()))
+        .collect();
+    produce(&broker, &raw_topic, &batch);
+    let vip = wait_for(Duration::from_secs(60), "three quotes on vip", || {
+        let r = read_all(&broker, &vip_topic, 1);
+        (r.len() == 3).then_some(r)
+    });
+
+    // A record as the worker would write it for the last raw price, headers and all, but with
+    // the 6M band's bid quoted where the bids cannot fill it.
+    let last = &vip[2];
+    assert!(
+        last.value.contains(r#""up_to":"6000000","bid":null"#),
+        "{}",
+        last.value
+    );
+    let forged = last.value.replace(
+        r#""up_to":"6000000","bid":null"#,
+        r#""up_to":"6000000","bid":"1.00000""#,
+    );
+    let producer: BaseProducer =
+        BaseProducer::from_config(&settings(&broker).producer_config()).unwrap();
+    let headers = ["pricefeed-raw-offset", "pricefeed-rules-version"]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, key| {
+            h.insert(Header {
+                key,
+                value: Some(last.header(key)),
+            })
+        });
+    let record = BaseRecord::to(&vip_topic)
+        .partition(0)
+        .key("EURUSD")
+        .payload(&forged)
+        .headers(headers);
+    producer.send(record).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let answer = audit_cli(&broker, &path, last.timestamp, 60_000);
+    let quotes = answer["quotes"].as_array().unwrap();
+    assert_eq!(quotes.len(), 4, "{answer}");
+    for q in quotes {
+        let bands = q["rules"]["bands"]
+            .as_array()
+            .expect("the bands of a tiered symbol");
+        let sizes: Vec<&str> = bands.iter().map(|b| b["upTo"].as_str().unwrap()).collect();
+        assert_eq!(sizes, ["1000000", "3000000", "6000000"]);
+        // The top-level quote is the first band's markup: 0.1 pip.
+        assert_eq!(q["rules"]["markup"]["bid"], "0.00001");
+        assert_eq!(q["value"]["ladder"]["bands"].as_array().unwrap().len(), 3);
+    }
+    let reproduced: Vec<bool> = quotes
+        .iter()
+        .map(|q| q["rules"]["reproduced"].as_bool().unwrap())
+        .collect();
+    assert_eq!(reproduced, [true, true, true, false], "{answer}");
 }
